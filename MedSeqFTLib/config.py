@@ -1,0 +1,261 @@
+"""Validated configuration dataclasses, saved in ``workspace.json`` and in model metadata.
+
+Each dataclass checks itself in ``__post_init__`` (PEFT's ``LoraConfig`` habit) and
+round-trips through ``to_dict`` / ``from_dict``; unknown keys are refused so a typo in a
+hand-edited ``workspace.json`` is reported instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import InputError
+
+__all__ = [
+    "ArchConfig",
+    "PreprocessConfig",
+    "StageConfig",
+    "RetentionConfig",
+    "SelectionConfig",
+    "WorkspaceConfig",
+    "preset",
+    "PRESETS",
+]
+
+ARCH_NAMES = ("small_unet", "swin_unetr")
+
+
+def _check(cond: bool, where: str, problem: str) -> None:
+    if not cond:
+        raise InputError(where, problem)
+
+
+def _from_dict(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise InputError(where, f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise InputError(where, f"unknown {cls.__name__} key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        sub = _NESTED.get((cls.__name__, key))
+        if sub is not None and value is not None:
+            value = _from_dict(sub, value, f"{where}.{key}")
+        elif isinstance(value, list) and key in _TUPLE_FIELDS:
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise InputError(where, str(exc)) from None
+
+
+class _Serialisable:
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "config"):
+        return _from_dict(cls, data, where)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class ArchConfig(_Serialisable):
+    """Which backbone and how big.
+
+    Attributes:
+        name: ``"small_unet"`` (CPU-friendly CNN) or ``"swin_unetr"`` (VoCo-compatible MONAI
+            SwinUNETR, ``use_v2=True``).
+        in_channels: image channels the encoder takes.
+        feature_size: base width (SwinUNETR: 48 = VoCo-B, 96 = L, 192 = H).
+        legacy_patch_merging: SwinUNETR only; reproduce the pre-MONAI-1.5 PatchMerging voxel
+            order that every published Swin SSL checkpoint was trained with.
+    """
+
+    name: str = "small_unet"
+    in_channels: int = 1
+    feature_size: int = 8
+    legacy_patch_merging: bool = True
+
+    def __post_init__(self):
+        _check(self.name in ARCH_NAMES, "arch.name", f"unknown backbone {self.name!r}; choose one of {list(ARCH_NAMES)}")
+        _check(int(self.in_channels) >= 1, "arch.in_channels", f"must be >= 1, got {self.in_channels}")
+        _check(int(self.feature_size) >= 1, "arch.feature_size", f"must be >= 1, got {self.feature_size}")
+        if self.name == "swin_unetr":
+            _check(self.feature_size % 12 == 0, "arch.feature_size", f"SwinUNETR needs a multiple of 12, got {self.feature_size}")
+
+
+@dataclass
+class PreprocessConfig(_Serialisable):
+    """How a case becomes network input.
+
+    Attributes:
+        spacing: target voxel spacing in mm (x, y, z) after reorientation to RAS.
+        ct_window: HU window mapped to [0, 1] for CT; MR images are z-scored instead.
+        patch_size: training patch (x, y, z) in voxels.
+        crop_foreground: crop each case to the body (intensity above the window floor).
+        pos_fraction: share of training patches centred on a labelled voxel.
+    """
+
+    spacing: tuple = (1.5, 1.5, 1.5)
+    ct_window: tuple = (-175.0, 250.0)
+    patch_size: tuple = (96, 96, 96)
+    crop_foreground: bool = True
+    pos_fraction: float = 0.5
+
+    def __post_init__(self):
+        _check(len(self.spacing) == 3 and all(float(s) > 0 for s in self.spacing), "preprocess.spacing", f"needs 3 positive numbers, got {self.spacing}")
+        _check(len(self.ct_window) == 2 and float(self.ct_window[0]) < float(self.ct_window[1]), "preprocess.ct_window", f"needs [low, high] with low < high, got {self.ct_window}")
+        _check(len(self.patch_size) == 3 and all(int(p) >= 8 for p in self.patch_size), "preprocess.patch_size", f"needs 3 integers >= 8, got {self.patch_size}")
+        _check(0.0 <= float(self.pos_fraction) <= 1.0, "preprocess.pos_fraction", f"must lie in [0, 1], got {self.pos_fraction}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.ct_window = tuple(float(w) for w in self.ct_window)
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+
+
+@dataclass
+class StageConfig(_Serialisable):
+    """One training stage: AdamW for ``iterations`` steps of ``batch_size`` patches."""
+
+    iterations: int = 25000
+    lr: float = 3e-4
+    batch_size: int = 2
+    weight_decay: float = 1e-5
+
+    def __post_init__(self):
+        _check(int(self.iterations) >= 1, "stage.iterations", f"must be >= 1, got {self.iterations}")
+        _check(float(self.lr) > 0, "stage.lr", f"must be > 0, got {self.lr}")
+        _check(int(self.batch_size) >= 1, "stage.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(float(self.weight_decay) >= 0, "stage.weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class RetentionConfig(_Serialisable):
+    """K&G RFT settings (paper defaults for the VoCo backbone).
+
+    Attributes:
+        fft: task-1 full fine-tuning (paper: 25,000 iterations, lr 3e-4, batch 2).
+        kd_fft: task t>1 KD-based FFT, same budget as ``fft``.
+        kd_weight: weight of the MSE distillation loss on buffer cases.
+        distil_scales: indices of encoder outputs to distil; ``None`` = all scales.
+        lora_kd: LoRA-based KD (paper: 5,000 iterations, lr 3e-5).
+        lora_rank: LoRA rank r (paper: 2). ``lora_alpha`` defaults to the rank (scale 1).
+        enabled: ``False`` turns every task into plain sequential FFT (Seq-FT).
+    """
+
+    fft: StageConfig = field(default_factory=lambda: StageConfig(25000, 3e-4))
+    kd_fft: StageConfig = field(default_factory=lambda: StageConfig(25000, 3e-4))
+    kd_weight: float = 1.0
+    distil_scales: Optional[list] = None
+    lora_kd: StageConfig = field(default_factory=lambda: StageConfig(5000, 3e-5))
+    lora_rank: int = 2
+    lora_alpha: Optional[float] = None
+    enabled: bool = True
+
+    def __post_init__(self):
+        _check(float(self.kd_weight) >= 0, "retention.kd_weight", f"must be >= 0, got {self.kd_weight}")
+        _check(int(self.lora_rank) >= 1, "retention.lora_rank", f"must be >= 1, got {self.lora_rank}")
+        if self.distil_scales is not None:
+            _check(all(isinstance(i, int) and i >= 0 for i in self.distil_scales) and len(self.distil_scales) > 0,
+                   "retention.distil_scales", f"needs a non-empty list of encoder output indices or null, got {self.distil_scales}")
+
+    @property
+    def alpha(self) -> float:
+        return float(self.lora_alpha) if self.lora_alpha is not None else float(self.lora_rank)
+
+
+@dataclass
+class SelectionConfig(_Serialisable):
+    """Buffer selection.
+
+    Attributes:
+        method: ``"mds"`` (lowest SSL loss of M0) or ``"random"`` (the paper's ablation).
+        k: buffer cases per task; ``None`` = 20% of the task's training cases (at least 1).
+        runs: stochastic SSL-loss evaluations per case (paper: 1000).
+        adaptive: stop sampling a case once its mean is confidently on one side of the K-th
+            boundary.
+        views_per_batch: stochastic views evaluated in one batched forward pass.
+        pretext: SSL pretext used for scoring; ``None`` = the one M0 was trained with.
+    """
+
+    method: str = "mds"
+    k: Optional[int] = None
+    runs: int = 1000
+    adaptive: bool = True
+    views_per_batch: int = 8
+    pretext: Optional[str] = None
+
+    def __post_init__(self):
+        _check(self.method in ("mds", "random"), "selection.method", f"must be 'mds' or 'random', got {self.method!r}")
+        _check(self.k is None or int(self.k) >= 1, "selection.k", f"must be >= 1, got {self.k}")
+        _check(int(self.runs) >= 1, "selection.runs", f"must be >= 1, got {self.runs}")
+        _check(int(self.views_per_batch) >= 1, "selection.views_per_batch", f"must be >= 1, got {self.views_per_batch}")
+
+    def k_for(self, n_train: int) -> int:
+        if self.k is not None:
+            return min(int(self.k), n_train)
+        return max(1, round(0.2 * n_train))
+
+
+@dataclass
+class WorkspaceConfig(_Serialisable):
+    """Everything that decides what a refinement sequence computes."""
+
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    seed: int = 0
+    checkpoint_every_s: float = 180.0
+
+    def __post_init__(self):
+        _check(float(self.checkpoint_every_s) > 0, "checkpoint_every_s", f"must be > 0, got {self.checkpoint_every_s}")
+
+
+_NESTED = {
+    ("WorkspaceConfig", "arch"): ArchConfig,
+    ("WorkspaceConfig", "preprocess"): PreprocessConfig,
+    ("WorkspaceConfig", "retention"): RetentionConfig,
+    ("WorkspaceConfig", "selection"): SelectionConfig,
+    ("RetentionConfig", "fft"): StageConfig,
+    ("RetentionConfig", "kd_fft"): StageConfig,
+    ("RetentionConfig", "lora_kd"): StageConfig,
+}
+_TUPLE_FIELDS = {"spacing", "ct_window", "patch_size"}
+
+
+def _paper() -> WorkspaceConfig:
+    return WorkspaceConfig(
+        arch=ArchConfig(name="swin_unetr", feature_size=48),
+        preprocess=PreprocessConfig(spacing=(1.5, 1.5, 1.5), patch_size=(96, 96, 96)),
+    )
+
+
+def _cpu_demo() -> WorkspaceConfig:
+    return WorkspaceConfig(
+        arch=ArchConfig(name="small_unet", feature_size=8),
+        preprocess=PreprocessConfig(spacing=(3.0, 3.0, 3.0), patch_size=(32, 32, 32)),
+        retention=RetentionConfig(
+            fft=StageConfig(150, 3e-3, 2),
+            kd_fft=StageConfig(150, 3e-3, 2),
+            lora_kd=StageConfig(60, 3e-3, 2),
+        ),
+        selection=SelectionConfig(runs=64, views_per_batch=8),
+        checkpoint_every_s=30.0,
+    )
+
+
+PRESETS = {"paper": _paper, "cpu_demo": _cpu_demo}
+
+
+def preset(name: str) -> WorkspaceConfig:
+    """``"paper"``: SwinUNETR-B with the paper's schedule; ``"cpu_demo"``: small CNN, minutes on a CPU."""
+    if name not in PRESETS:
+        raise InputError("--preset", f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
