@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from MedSeqFTLib.config import PRESETS, RetentionConfig, StageConfig, WorkspaceConfig, preset
+from MedSeqFTLib.errors import InputError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_roundtrip_through_json(name):
+    cfg = preset(name)
+    back = WorkspaceConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+
+
+def test_paper_defaults():
+    cfg = preset("paper")
+    assert cfg.arch.name == "swin_unetr" and cfg.arch.feature_size == 48
+    assert (cfg.retention.fft.iterations, cfg.retention.fft.lr) == (25000, 3e-4)
+    assert (cfg.retention.lora_kd.iterations, cfg.retention.lora_kd.lr, cfg.retention.lora_rank) == (5000, 3e-5, 2)
+    assert cfg.retention.alpha == 2.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"arch": {"name": "resnet"}}, "unknown backbone 'resnet'"),
+    ({"retention": {"lora_rank": 0}}, "lora_rank: must be >= 1"),
+    ({"retention": {"fft": {"iterations": 0}}}, "iterations: must be >= 1"),
+    ({"preprocess": {"spacing": [1, 1]}}, "spacing: needs 3 positive numbers"),
+    ({"selection": {"method": "best"}}, "must be 'mds' or 'random'"),
+    ({"sedd": 1}, r"unknown WorkspaceConfig key\(s\) \['sedd'\]"),
+])
+def test_invalid_config_is_refused_with_a_clear_message(bad, match):
+    with pytest.raises(InputError, match=match):
+        WorkspaceConfig.from_dict(bad)
+
+
+def test_buffer_size_default_is_a_fifth_of_training_cases():
+    from MedSeqFTLib.config import SelectionConfig
+
+    assert SelectionConfig().k_for(10) == 2
+    assert SelectionConfig().k_for(3) == 1
+    assert SelectionConfig(k=50).k_for(8) == 8
