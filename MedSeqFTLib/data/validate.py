@@ -1,0 +1,237 @@
+"""Open every file of a dataset and refuse what training would choke on later.
+
+``validate_dataset`` runs in two passes so that cheap problems surface in seconds: first the
+headers of all files (dimension, size, grid of channels and labels), then the voxels, one case
+at a time (corrupt data, NaN/Inf, label values). Hard problems raise ``InputError`` naming the
+file; soft ones (an empty label map, a declared label that never occurs) come back as warnings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import InputError
+from .datasets import DatasetSpec, check_label_values, modality_from_channels
+from .imageio import ImageHeader, read_header, read_image
+
+__all__ = ["validate_dataset", "DEFAULT_MAX_VOXELS", "MAX_AXIS", "GEOMETRY_TOL", "CT_MIN_THRESHOLD"]
+
+DEFAULT_MAX_VOXELS = 512 ** 3
+MAX_AXIS = 4096
+# relative spacing difference, direction-cosine difference, and origin difference as a
+# fraction of a voxel that still count as "the same grid" (Geometry.matches)
+GEOMETRY_TOL = 1e-3
+# a plain folder's channel is guessed to be CT when its minimum is at most this (air is -1000 HU)
+CT_MIN_THRESHOLD = -500.0
+
+Progress = Callable[[int, int, str], None]
+
+
+def _size_str(size) -> str:
+    return "x".join(str(int(s)) for s in size)
+
+
+def _check_header(path: Path, header: ImageHeader, max_voxels: int, what: str) -> None:
+    size = header.geometry.size
+    if header.dimension == 2:
+        raise InputError(path, f"2D image of size {_size_str(size)}; MedSeqFT needs 3D volumes")
+    if header.dimension == 4:
+        raise InputError(path, f"4D image of size {_size_str(size)}; expected a 3D {what} "
+                               "(store each channel as its own file: CASE_0000, CASE_0001, ...)")
+    if header.dimension != 3:
+        raise InputError(path, f"{header.dimension}D image; expected a 3D {what}")
+    if header.components != 1:
+        raise InputError(path, f"vector image with {header.components} components per voxel "
+                               f"({header.pixel_type}); expected a scalar 3D {what}")
+    if min(size) < 2:
+        raise InputError(path, f"image of size {_size_str(size)} has a single slice; MedSeqFT needs 3D volumes")
+    voxels = int(np.prod(size, dtype=np.int64))
+    if voxels > max_voxels or max(size) > MAX_AXIS:
+        gb = voxels * 4 / 1e9
+        raise InputError(path, f"image of size {_size_str(size)} ({voxels:,} voxels) exceeds the limit of "
+                               f"{max_voxels:,} voxels and {MAX_AXIS} per axis; it would need {gb:.1f} GB in memory "
+                               "as float32 (crop or resample it)")
+
+
+def _headers(case, max_voxels: int) -> None:
+    """Header checks of one case: dimension, size, and that all its files share one grid."""
+    first_path = case.images[0]
+    first = read_header(first_path)
+    _check_header(first_path, first, max_voxels, "image")
+    for path in case.images[1:]:
+        header = read_header(path)
+        _check_header(path, header, max_voxels, "image")
+        problem = first.geometry.matches(header.geometry, GEOMETRY_TOL)
+        if problem is not None:
+            raise InputError(path, f"channel grid differs from {first_path.name} of case {case.id!r}: {problem}")
+    if case.label is not None:
+        header = read_header(case.label)
+        _check_header(case.label, header, max_voxels, "label map")
+        if tuple(header.geometry.size) != tuple(first.geometry.size):
+            raise InputError(case.label, f"label size {_size_str(header.geometry.size)} differs from image size "
+                                         f"{_size_str(first.geometry.size)} of {first_path.name} (case {case.id!r})")
+        problem = first.geometry.matches(header.geometry, GEOMETRY_TOL)
+        if problem is not None:
+            raise InputError(case.label, f"label grid differs from image {first_path.name} of case {case.id!r}: "
+                                         f"{problem} (image vs label)")
+
+
+def _slabs(arr: np.ndarray, voxels: int = 1 << 24):
+    """(Z, Y, X) array in slabs of about ``voxels`` voxels, so checks on a 512^3 volume never
+    allocate more than a slab's worth of temporaries."""
+    step = max(1, voxels // max(1, arr[0].size))
+    for z in range(0, arr.shape[0], step):
+        yield arr[z:z + step]
+
+
+def _voxels(path: Path):
+    """``(image, array view)``: the image must outlive the view, which shares its buffer."""
+    import SimpleITK as sitk
+
+    img = read_image(path)
+    return img, sitk.GetArrayViewFromImage(img)
+
+
+def _label_values(path: Path) -> np.ndarray:
+    """Sorted distinct values of a label map, checked to be non-negative integers."""
+    img, arr = _voxels(path)
+    if arr.dtype.kind not in "iuf":
+        raise InputError(path, f"label map has pixel type {arr.dtype}; expected integers")
+    counts = np.zeros(1, dtype=np.int64)
+    for slab in _slabs(arr):
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(slab)
+            if bad.any():
+                raise InputError(path, "label map contains NaN/Inf voxel(s)")
+            fractional = slab != np.round(slab)
+            if fractional.any():
+                example = float(slab[fractional].flat[0])
+                raise InputError(path, f"non-integer label values (e.g. {example:g}); "
+                                       "a label map holds class numbers 0, 1, 2, ...")
+        lo = slab.min()
+        if lo < 0:
+            raise InputError(path, f"negative label value {lo:g}; a label map holds class numbers 0, 1, 2, ...")
+        if slab.max() > 65535:
+            raise InputError(path, f"label value {slab.max():g} is implausibly large for a class number")
+        part = np.bincount(slab.ravel().astype(np.int64), minlength=1)
+        if part.size > counts.size:
+            part[: counts.size] += counts
+            counts = part
+        else:
+            counts[: part.size] += part
+    del arr, img
+    return np.flatnonzero(counts)
+
+
+def _image_min(path: Path) -> float:
+    """Minimum of an image, after checking it has no NaN/Inf voxels."""
+    img, arr = _voxels(path)
+    lo, bad = np.inf, 0
+    for slab in _slabs(arr):
+        if arr.dtype.kind == "f":
+            finite = np.isfinite(slab)
+            bad += int(finite.size - np.count_nonzero(finite))
+            if finite.any():
+                lo = min(lo, float(slab[finite].min()) if bad else float(slab.min()))
+        else:
+            lo = min(lo, float(slab.min()))
+    del arr, img
+    if bad:
+        raise InputError(path, f"image contains {bad:,} NaN/Inf voxel(s)")
+    return lo
+
+
+def _format_declared(labels: dict) -> str:
+    return ", ".join(f"{v}={n}" for n, v in sorted(labels.items(), key=lambda kv: kv[1]))
+
+
+def validate_dataset(spec: DatasetSpec, max_voxels: int = DEFAULT_MAX_VOXELS,
+                     progress: Optional[Progress] = None) -> list:
+    """Read every file of ``spec`` and check it (headers of all cases first, then voxels).
+
+    For a plain folder this also fills ``spec.labels`` (from ``labels.json``, else
+    ``label_1``.. from the values found) and guesses ``spec.modality``/``channel_names`` from
+    the intensities (channel minimum <= -500: CT, else MR), adding a warning that says so.
+
+    Args:
+        spec: from ``read_dataset``; modified in place for plain folders as described.
+        max_voxels: largest accepted volume (voxels per file).
+        progress: ``progress(step, total, message)`` after each case of each pass
+            (``total`` = 2 x number of cases, training and test-only).
+
+    Returns:
+        All warnings: ``spec.warnings`` (found while reading) followed by the new ones.
+
+    Raises:
+        InputError: unreadable/corrupt/truncated file, 2D/4D/vector image, single slice, too
+            large, channel or label grid different from the first channel, NaN/Inf voxels,
+            non-integer/negative label values, values not declared in the labels, label values
+            of a plain folder that are not 0..N-1.
+    """
+    if int(max_voxels) < 1:
+        raise InputError("max_voxels", f"must be >= 1, got {max_voxels}")
+    all_cases = list(spec.cases) + list(spec.test_only)
+    total = 2 * len(all_cases)
+    step = 0
+
+    def tick(message: str) -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, total, message)
+
+    for case in all_cases:
+        _headers(case, int(max_voxels))
+        tick(f"header {case.id}")
+
+    warnings = list(spec.warnings)
+    declared = set(spec.labels.values())
+    seen: dict = {}
+    minima = [np.inf] * max(1, spec.num_channels)
+    for case in all_cases:
+        for k, path in enumerate(case.images):
+            minima[k] = min(minima[k], _image_min(path))
+        if case.label is not None:
+            values = _label_values(case.label)
+            if spec.labels:
+                undeclared = sorted(set(int(v) for v in values) - declared)
+                if undeclared:
+                    source = "labels.json" if spec.format == "plain" else "dataset.json labels"
+                    raise InputError(case.label, f"label value(s) {undeclared} not declared in {source} "
+                                                 f"({_format_declared(spec.labels)})")
+            for v in values:
+                seen.setdefault(int(v), case.id)
+            if not np.any(values > 0):
+                warnings.append(f"case {case.id}: label map is empty (only background) in {case.label}")
+        tick(f"voxels {case.id}")
+
+    if spec.format == "plain":
+        _fill_plain(spec, seen, minima, warnings)
+    for name, value in sorted(spec.labels.items(), key=lambda kv: kv[1]):
+        if value != 0 and value not in seen:
+            warnings.append(f"label {name!r} ({value}) does not occur in any training case")
+    return warnings
+
+
+def _fill_plain(spec: DatasetSpec, seen: dict, minima: list, warnings: list) -> None:
+    """Labels and modality of a plain folder, which has no dataset.json to say them."""
+    if not spec.labels:
+        values = sorted(set(seen) | {0})
+        if values != list(range(len(values))):
+            first_case = spec.cases[0].label.parent if spec.cases else spec.root
+            raise InputError(first_case, f"label values {values} are not consecutive 0..N-1; relabel the maps "
+                                         "or add labels.json naming every value")
+        spec.labels = check_label_values({"background" if v == 0 else f"label_{v}": v for v in values},
+                                         spec.root / "labels")
+        warnings.append(f"{spec.root}: no labels.json; label names inferred from the values found: "
+                        f"{_format_declared(spec.labels)}")
+    guessed = {str(k): ("CT" if m <= CT_MIN_THRESHOLD else "MR") for k, m in enumerate(minima[: spec.num_channels])}
+    if all(v == "unknown" for v in spec.channel_names.values()):
+        spec.channel_names = guessed
+        spec.modality = modality_from_channels(guessed)
+        lows = ", ".join(f"{m:g}" for m in minima[: spec.num_channels])
+        warnings.append(f"{spec.root}: modality guessed as {spec.modality} from the lowest intensity "
+                        f"({lows}; CT if <= {CT_MIN_THRESHOLD:g})")
