@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 from ..errors import Cancelled
+from .eta import EtaEstimator
 
-__all__ = ["Reporter", "NullReporter", "ConsoleReporter"]
+__all__ = ["Reporter", "NullReporter", "ConsoleReporter", "JobReporter"]
 
 
 class Reporter:
@@ -45,15 +46,29 @@ class Reporter:
     def log(self, message: str, level: str = "info", stage: Optional[str] = None, task: Optional[str] = None) -> None:
         pass
 
+    def plan(self, stages: Iterable[Sequence]) -> None:
+        """Announce the stages still to run after the current one as ``(stage, task, total)``
+        triples, so the ETA can include them (see ``jobs/eta.py``). Optional for callers."""
+
 
 class NullReporter(Reporter):
     """Reports nothing; cancel requests still work."""
 
 
+def _fmt_eta(eta_s: Optional[float]) -> str:
+    if eta_s is None:
+        return "    ?"
+    eta_s = int(round(eta_s))
+    if eta_s < 3600:
+        return f"{eta_s // 60:2d}:{eta_s % 60:02d}"
+    return f"{eta_s // 3600}h{eta_s % 3600 // 60:02d}"
+
+
 class ConsoleReporter(Reporter):
     """A one-line progress bar per stage on ``stream`` (stderr), logs on their own lines.
 
-    The ETA is the mean measured step time of the current stage times the steps left.
+    The ETA comes from measured step times (``jobs/eta.py``): recent step durations of the
+    current stage times the steps left, plus announced later stages.
     """
 
     def __init__(self, stream=None, min_interval_s: float = 0.2) -> None:
@@ -64,6 +79,10 @@ class ConsoleReporter(Reporter):
         self._t0 = 0.0
         self._last = 0.0
         self._open_line = False
+        self.eta = EtaEstimator()
+
+    def plan(self, stages):
+        self.eta.plan(stages)
 
     def _end_line(self) -> None:
         if self._open_line:
@@ -72,6 +91,7 @@ class ConsoleReporter(Reporter):
 
     def progress(self, stage, task, step, total, losses=None, message=None):
         now = time.monotonic()
+        eta = self.eta.update(stage, task, step, total)
         key = (stage, task)
         if key != self._key:
             self._end_line()
@@ -80,12 +100,10 @@ class ConsoleReporter(Reporter):
             return
         self._last = now
         frac = step / total if total else 1.0
-        elapsed = now - self._t0
-        eta = elapsed / step * (total - step) if step else float("nan")
         bar = "#" * int(24 * frac)
         loss_txt = " ".join(f"{k}={v:.4f}" for k, v in (losses or {}).items())
         label = f"{stage}" + (f"[{task}]" if task else "")
-        line = f"\r{label:<24} [{bar:<24}] {step}/{total} eta {eta:5.0f}s {loss_txt}"
+        line = f"\r{label:<24} [{bar:<24}] {step}/{total} eta {_fmt_eta(eta)} {loss_txt}"
         if self.stream.isatty() if hasattr(self.stream, "isatty") else False:
             self.stream.write(line)
             self._open_line = True
@@ -101,3 +119,12 @@ class ConsoleReporter(Reporter):
         prefix = "" if level == "info" else f"{level}: "
         self.stream.write(f"{prefix}{message}\n")
         self.stream.flush()
+
+
+def __getattr__(name):
+    # JobReporter lives in its own module (events + status file); re-exported here lazily
+    if name == "JobReporter":
+        from .job_reporter import JobReporter
+
+        return JobReporter
+    raise AttributeError(name)
