@@ -173,7 +173,7 @@ class Workspace:
             raise InputError(spec.root, f"dataset has {n_channels} channel(s) but the workspace model takes {self.config.arch.in_channels}")
         progress = None
         if reporter is not None:
-            progress = lambda i, n: reporter.progress("validate", name, i, n)  # noqa: E731
+            progress = lambda i, n, msg=None: reporter.progress("validate", name, i, n, message=msg)  # noqa: E731
         warnings = validate_dataset(spec, progress=progress)
         for w in warnings:
             if reporter is not None:
