@@ -82,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     module = args._module
+    args._argv = list(argv) if argv is not None else list(sys.argv[1:])
     try:
         if getattr(module, "JOB", False):
             from ..jobs.runner import execute
