@@ -1,4 +1,10 @@
-"""``medseqft status WS``: the sequence, each task's cases, labels, split and status."""
+"""``medseqft status WS [--json]``: the sequence, each task's cases, labels, split and status,
+and the workspace's jobs (running ones with progress and ETA; finished, failed, cancelled and
+died ones with their outcome).
+
+A job whose ``status.json`` still says ``running`` but whose process is gone (SIGKILL, crash,
+reboot) or whose pid now belongs to another process is shown as ``died``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,64 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "show the workspace: foundation, tasks (cases, labels, split, status)"
+HELP = "show the workspace: foundation, tasks (cases, labels, split, status) and jobs (progress, ETA)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workspace", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--all-jobs", action="store_true", help="list every job (default: running ones and the last 5)")
+
+RECENT_JOBS = 5
+
+
+def _fmt_s(seconds) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def job_summary(record: dict) -> dict:
+    """The fields of a job that ``status`` shows (also its ``--json`` form)."""
+    keep = ("id", "command", "argv", "pid", "host", "started", "ended", "exit_code", "error", "progress", "folder")
+    out = {k: record.get(k) for k in keep}
+    out["state"] = record.get("effective_state", record.get("state"))
+    return out
+
+
+def select_jobs(jobs: list, show_all: bool) -> list:
+    if show_all:
+        return jobs
+    active = [j for j in jobs if j["state"] in ("starting", "running")]
+    recent = [j for j in jobs if j not in active][-RECENT_JOBS:]
+    return sorted(active + recent, key=lambda j: (j.get("started") or 0, j.get("id") or ""))
+
+
+def format_job(j: dict) -> str:
+    import time
+
+    head = f"  {j['id']} {j.get('command') or '?'} [{j['state']}]"
+    prog = j.get("progress") or {}
+    if j["state"] in ("starting", "running"):
+        if prog:
+            where = f"{prog.get('stage')}" + (f"[{prog.get('task')}]" if prog.get("task") else "")
+            head += f" {where} {prog.get('step')}/{prog.get('total')}, eta {_fmt_s(prog.get('eta_s'))}"
+        if j.get("started"):
+            head += f", running {_fmt_s(time.time() - j['started'])}"
+        return head + f" (pid {j.get('pid')} on {j.get('host')})"
+    if j["state"] == "died":
+        last = f" after {prog.get('stage')}[{prog.get('task')}] {prog.get('step')}/{prog.get('total')}" if prog else ""
+        return head + f": process {j.get('pid')} is gone{last}; rerun the command with --resume"
+    if j.get("started") and j.get("ended"):
+        head += f" in {_fmt_s(j['ended'] - j['started'])}"
+    if j.get("exit_code") not in (None, 0):
+        head += f", exit {j['exit_code']}"
+    if j["state"] == "failed" and j.get("error"):
+        head += f": {j['error']}"
+    return head
 
 
 def format_summary(s: dict) -> str:
@@ -29,12 +87,19 @@ def format_summary(s: dict) -> str:
         lines.append(f"  {i}. {t['name']} [{t['status']}] {t['format']} {t['modality']}: {t['cases']} cases "
                      f"(train {t['train']} / test {t['test']}, {t['split_method']}), labels {labels}"
                      + (f", {t['warnings']} warning(s)" if t["warnings"] else ""))
+    jobs = s.get("jobs", [])
+    lines.append("jobs: none" if not jobs else "jobs:")
+    lines.extend(format_job(j) for j in jobs)
     return "\n".join(lines)
 
 
 def run(args, reporter) -> int:
+    from ..jobs.job_folder import list_jobs
     from ..sequence.workspace import Workspace
 
-    s = Workspace.open(args.workspace).summary()
+    ws = Workspace.open(args.workspace)
+    s = ws.summary()
+    jobs = [job_summary(r) for r in list_jobs(ws.jobs_dir)]
+    s["jobs"] = select_jobs(jobs, getattr(args, "all_jobs", False))
     print(json.dumps(s, indent=2) if args.json else format_summary(s))
     return 0
