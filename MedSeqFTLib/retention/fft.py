@@ -1,0 +1,46 @@
+"""Full fine-tuning (FFT): encoder + decoder + head trained with Dice + CE on task patches.
+
+Task 1 of MedSeqFT (from M0 with a new decoder and head), and every task of plain sequential
+fine-tuning (``retention.enabled = False``, from M_{t-1} with a new head).
+"""
+
+from __future__ import annotations
+
+from .batches import SamplerFactory, to_device
+from .losses import segmentation_loss
+from .trainer import StageLog, StageSpec, derive_seed, run_stage
+
+__all__ = ["train_fft"]
+
+
+def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, device) -> StageLog:
+    """Train every parameter of ``net`` (a ``SegNet`` on ``device``) for ``spec.iterations`` steps.
+
+    Args:
+        net: ``SegNet``; modified in place.
+        spec: stage folder and optimizer settings (``StageSpec``).
+        task_batches: ``factory(seed)`` of task-t patch samplers (image + label).
+        reporter: progress and cancel.
+        device: the device ``net`` is on.
+
+    Returns:
+        ``StageLog`` with the ``seg`` loss curve.
+
+    Raises:
+        errors.Cancelled: cancel requested (checkpoint written).
+    """
+    loss_fn = segmentation_loss()
+    params = {n: p for n, p in net.named_parameters() if p.requires_grad}
+
+    def make_step(start: int):
+        sampler = task_batches(derive_seed(spec.seed, "task-batches", start))
+
+        def step(_: int) -> dict:
+            image, label = to_device(sampler.next_batch(), device)
+            loss = loss_fn(net(image), label)
+            loss.backward()
+            return {"seg": float(loss.detach())}
+
+        return step
+
+    return run_stage(spec, params, make_step, reporter, device, modules=(net,))

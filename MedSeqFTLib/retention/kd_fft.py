@@ -1,0 +1,97 @@
+"""KD-based full fine-tuning (task t > 1): learn task t while the encoder stays close to E_{t-1}.
+
+Per step, with task patches (x_t, y_t) and buffer patches x_b (earlier tasks' MDS buffers):
+
+* one encoder forward on ``cat([x_t, x_b])`` (instance/layer norm are per sample, so this
+  equals two separate forwards and saves a kernel launch per layer);
+* ``seg = DiceCE(head(decoder(E(x_t))), y_t)``;
+* ``kd = mean over distilled scales of MSE(E(x_b)_s, E_{t-1}(x_b)_s)`` with the frozen
+  teacher under ``no_grad``;
+* one backward of ``seg_weight * seg + kd_weight * kd``, one AdamW step.
+
+Gradient routing: ``kd`` is a function of the encoder parameters only (the decoder and head
+are not in its graph, the teacher is frozen), so its gradient lands only on the encoder;
+``seg``'s gradient lands on encoder, decoder and head. By linearity of differentiation the
+single backward gives exactly the gradients of two separate backward passes accumulated into
+the same ``.grad`` buffers, at the cost of one. See docs/method.md.
+"""
+
+from __future__ import annotations
+
+from .batches import SamplerFactory, to_device
+from .losses import distillation_loss, segmentation_loss
+from .trainer import StageLog, StageSpec, derive_seed, run_stage
+
+__all__ = ["train_kd_fft"]
+
+
+def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, buffer_batches: SamplerFactory,
+                 reporter, device, kd_weight: float, scales, seg_weight: float = 1.0) -> StageLog:
+    """Train ``net`` on task t with distillation of its encoder towards ``teacher`` on buffer patches.
+
+    Args:
+        net: ``SegNet`` initialised from M_{t-1} (encoder, decoder) with a new head; trained in place.
+        teacher: frozen copy of E_{t-1} on ``device``.
+        spec: stage folder and optimizer settings.
+        task_batches: ``factory(seed)`` of task-t samplers (image + label).
+        buffer_batches: ``factory(seed)`` of buffer samplers (image; label unused), or ``None``
+            when there is no buffer (then this is plain FFT).
+        reporter: progress and cancel.
+        device: where ``net`` and ``teacher`` live.
+        kd_weight: weight of the distillation loss (``RetentionConfig.kd_weight``).
+        scales: encoder output indices to distil (``losses.resolve_scales``).
+        seg_weight: weight of the segmentation loss; 0 skips the decoder entirely (used by the
+            tests to show that distillation alone touches only the encoder).
+
+    Returns:
+        ``StageLog`` with ``seg`` and ``kd`` loss curves.
+
+    Raises:
+        errors.Cancelled: cancel requested (checkpoint written).
+    """
+    import torch
+
+    loss_fn = segmentation_loss()
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    use_kd = buffer_batches is not None and kd_weight > 0
+    use_seg = seg_weight > 0
+    if not (use_kd or use_seg):
+        raise ValueError("KD-FFT needs a segmentation or a distillation loss (both weights are zero)")
+    params = {n: p for n, p in net.named_parameters() if p.requires_grad}
+
+    def make_step(start: int):
+        task = task_batches(derive_seed(spec.seed, "task-batches", start))
+        buffer = buffer_batches(derive_seed(spec.seed, "buffer-batches", start)) if use_kd else None
+
+        def step(_: int) -> dict:
+            losses, total = {}, 0.0
+            x_t = y_t = x_b = None
+            if use_seg:
+                x_t, y_t = to_device(task.next_batch(), device)
+            if use_kd:
+                x_b, _ = to_device(buffer.next_batch(), device, need_label=False)
+            if use_seg and use_kd and x_t.shape[1:] == x_b.shape[1:]:
+                feats = net.encoder(torch.cat([x_t, x_b]))
+                n = x_t.shape[0]
+                f_t, f_b = [f[:n] for f in feats], [f[n:] for f in feats]
+            else:
+                f_t = net.encoder(x_t) if use_seg else None
+                f_b = net.encoder(x_b) if use_kd else None
+            if use_seg:
+                seg = loss_fn(net.head(net.decoder(f_t)), y_t)
+                total = total + seg_weight * seg
+                losses["seg"] = float(seg.detach())
+            if use_kd:
+                with torch.no_grad():
+                    target = teacher(x_b)
+                kd = distillation_loss(f_b, target, scales)
+                total = total + kd_weight * kd
+                losses["kd"] = float(kd.detach())
+            total.backward()
+            return losses
+
+        return step
+
+    return run_stage(spec, params, make_step, reporter, device, modules=(net,))

@@ -1,0 +1,295 @@
+"""The training loop every K&G RFT stage shares: AdamW steps, progress, cancel, checkpoints.
+
+A stage owns a folder ``WS/tasks/<task>/stages/<stage>/``:
+
+* ``checkpoint.pt`` while it runs: trainable tensors, optimizer state, step and RNG state
+  (a dict of tensors, numbers and lists: ``torch.load(weights_only=True)`` reads it), written
+  atomically every ``checkpoint_every_s`` seconds, on cancel and at the end;
+* ``result.safetensors`` once it finished: the trained tensors (the checkpoint is then removed);
+* ``state.json``: ``{"stage", "task", "step", "total", "done", "time_s", "peak_memory_bytes",
+  "memory_kind", "losses": {name: [[step, mean], ...]}, "runs"}`` (written with each checkpoint).
+
+A finished stage is never trained again: ``run_stage`` loads its result and returns. A stage
+interrupted half-way continues from its last checkpoint. Data samplers are re-seeded from
+``(seed, step)`` on resume, so a resumed run is deterministic but draws different patches
+after the resume point than an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+from ..errors import Cancelled
+from ..io.atomic import atomic_write_json, atomic_write_with, read_json
+
+__all__ = ["StageSpec", "StageLog", "LossCurve", "MemoryMeter", "run_stage", "derive_seed", "stage_state"]
+
+CURVE_POINTS = 200  # loss curves are kept as at most ~this many window means
+
+
+def derive_seed(*parts) -> int:
+    """A 31-bit seed from any printable parts (config seed, task, stage, step), stable across runs."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class LossCurve:
+    """Window means of each loss: one point per ``every`` steps (``[[step, mean], ...]``)."""
+
+    def __init__(self, total: int, points: Optional[dict] = None) -> None:
+        self.every = max(1, int(total) // CURVE_POINTS)
+        self.points: dict = {k: [list(p) for p in v] for k, v in (points or {}).items()}
+        self._sums: dict = {}
+        self._n = 0
+
+    def add(self, step: int, losses: Mapping[str, float]) -> None:
+        for k, v in losses.items():
+            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+        self._n += 1
+        if step % self.every == 0:
+            self.flush(step)
+
+    def flush(self, step: int) -> None:
+        if self._n:
+            for k, s in self._sums.items():
+                self.points.setdefault(k, []).append([int(step), s / self._n])
+        self._sums, self._n = {}, 0
+
+
+class MemoryMeter:
+    """Peak memory of a stage: CUDA ``max_memory_allocated``, else the process's peak RSS.
+
+    On the CPU the peak is sampled (psutil RSS, every ``sample`` calls) and combined with
+    ``ru_maxrss``; it is the process's peak while the stage ran, which includes what was
+    allocated before it.
+    """
+
+    def __init__(self, device) -> None:
+        import torch
+
+        self.cuda = getattr(device, "type", str(device)) == "cuda"
+        self.kind = "cuda_max_allocated" if self.cuda else "cpu_peak_rss"
+        self.peak = 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        self.device = device
+        try:
+            import psutil
+
+            self._proc = psutil.Process()
+        except ImportError:  # psutil is optional; ru_maxrss alone is still the process peak
+            self._proc = None
+        self.sample()
+
+    def sample(self) -> None:
+        if self.cuda:
+            import torch
+
+            self.peak = max(self.peak, int(torch.cuda.max_memory_allocated(self.device)))
+        elif self._proc is not None:
+            self.peak = max(self.peak, int(self._proc.memory_info().rss))
+
+    def result(self) -> int:
+        self.sample()
+        if not self.cuda:
+            import resource
+            import sys
+
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            # Linux reports KiB, macOS bytes
+            maxrss_bytes = maxrss if sys.platform == "darwin" else maxrss * 1024
+            if self._proc is None:
+                self.peak = max(self.peak, maxrss_bytes)
+        return self.peak
+
+
+@dataclass
+class StageSpec:
+    """Where and how long a stage runs.
+
+    Attributes:
+        stage: event stage name (``fft``, ``kd_fft``, ``lora_kd``).
+        task: task name (for progress events).
+        folder: the stage folder (checkpoints, result, state).
+        iterations: optimizer steps.
+        lr, weight_decay: AdamW settings.
+        checkpoint_every_s: seconds between periodic checkpoints.
+        seed: the stage seed (``derive_seed(config seed, task, stage)``).
+    """
+
+    stage: str
+    task: str
+    folder: Path
+    iterations: int
+    lr: float
+    weight_decay: float
+    checkpoint_every_s: float
+    seed: int
+
+
+@dataclass
+class StageLog:
+    """What a stage did, for ``record.json``."""
+
+    stage: str
+    iterations: int
+    time_s: float
+    peak_memory_bytes: int
+    memory_kind: str
+    losses: dict
+    runs: int
+    resumed: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"iterations": self.iterations, "time_s": round(self.time_s, 3), "peak_memory_bytes": self.peak_memory_bytes,
+                "memory_kind": self.memory_kind, "losses": self.losses, "runs": self.runs, **self.extra}
+
+
+def stage_state(folder: Path) -> Optional[dict]:
+    """The stage's ``state.json`` or ``None`` when it never started."""
+    path = Path(folder) / "state.json"
+    return read_json(path) if path.exists() else None
+
+
+def _save_checkpoint(folder: Path, params: Mapping, optimizer, step: int, device) -> None:
+    import torch
+
+    payload = {
+        "params": {k: p.detach().cpu().clone() for k, p in params.items()},
+        "optimizer": optimizer.state_dict(),
+        "step": int(step),
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if getattr(device, "type", "") == "cuda":
+        payload["rng_cuda"] = torch.cuda.get_rng_state(device)
+    atomic_write_with(folder / "checkpoint.pt", lambda tmp: torch.save(payload, tmp))
+
+
+def _load_checkpoint(folder: Path, params: Mapping, optimizer, device) -> int:
+    import torch
+
+    from ..errors import InputError
+
+    path = folder / "checkpoint.pt"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise InputError(path, f"unreadable stage checkpoint ({exc.__class__.__name__}); delete {folder} to restart this stage") from None
+    saved = payload["params"]
+    if set(saved) != set(params):
+        raise InputError(path, f"checkpoint does not match the stage's parameters; delete {folder} to restart this stage")
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(saved[k].to(p.device))
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["rng_cpu"])
+    if "rng_cuda" in payload and getattr(device, "type", "") == "cuda":
+        torch.cuda.set_rng_state(payload["rng_cuda"], device)
+    return int(payload["step"])
+
+
+def _load_result(folder: Path, params: Mapping) -> None:
+    import torch
+
+    from ..models.checkpoint import load_safetensors
+
+    tensors, _ = load_safetensors(folder / "result.safetensors")
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(tensors[k].to(p.device))
+
+
+def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Callable[[int], dict]], reporter,
+              device, modules=()) -> StageLog:
+    """Train ``params`` with AdamW, or load the stage's result if it already finished.
+
+    Args:
+        spec: the stage's folder, length and optimizer settings.
+        params: ``{name: Parameter}`` the optimizer updates (and the checkpoint stores).
+        make_step: ``make_step(start_step)`` returns ``step_fn(step) -> {loss name: float}``;
+            ``step_fn`` computes the losses and calls ``backward`` (the loop zeroes gradients
+            before and steps the optimizer after). ``start_step`` lets it seed its samplers.
+        reporter: progress / cancel (``jobs.reporter.Reporter``).
+        device: torch device the parameters live on.
+        modules: modules to put in train mode for the stage.
+
+    Returns:
+        The ``StageLog`` (accumulated over resumed runs).
+
+    Raises:
+        errors.Cancelled: a cancel request; the checkpoint was written first.
+    """
+    import torch
+
+    folder = Path(spec.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = stage_state(folder) or {}
+    if state.get("done"):
+        _load_result(folder, params)
+        return StageLog(spec.stage, int(state["total"]), float(state["time_s"]), int(state["peak_memory_bytes"]),
+                        state["memory_kind"], state["losses"], int(state.get("runs", 1)), resumed=True)
+
+    for m in modules:
+        m.train()
+    optimizer = torch.optim.AdamW(list(params.values()), lr=spec.lr, weight_decay=spec.weight_decay)
+    total = int(spec.iterations)
+    start = 0
+    resumed = (folder / "checkpoint.pt").exists()
+    if resumed:
+        start = _load_checkpoint(folder, params, optimizer, device)
+    else:
+        torch.manual_seed(derive_seed(spec.seed, "init-rng"))
+    curve = LossCurve(total, state.get("losses") if resumed else None)
+    prior_time = float(state.get("time_s", 0.0)) if resumed else 0.0
+    runs = int(state.get("runs", 0)) + 1 if resumed else 1
+    meter = MemoryMeter(device)
+    prior_peak = int(state.get("peak_memory_bytes", 0)) if resumed else 0
+    t0 = time.perf_counter()
+    last_ckpt = time.monotonic()
+
+    def write_state(step: int, done: bool) -> dict:
+        new_state = {"stage": spec.stage, "task": spec.task, "step": step, "total": total, "done": done,
+                     "time_s": prior_time + time.perf_counter() - t0,
+                     "peak_memory_bytes": max(prior_peak, meter.result()), "memory_kind": meter.kind,
+                     "losses": curve.points, "runs": runs}
+        atomic_write_json(folder / "state.json", new_state)
+        return new_state
+
+    def checkpoint(step: int) -> None:
+        _save_checkpoint(folder, params, optimizer, step, device)
+        write_state(step, False)
+
+    step_fn = make_step(start)
+    step = start
+    try:
+        while step < total:
+            optimizer.zero_grad(set_to_none=True)
+            losses = step_fn(step)
+            optimizer.step()
+            step += 1
+            curve.add(step, losses)
+            if step % 16 == 0:
+                meter.sample()
+            reporter.progress(spec.stage, spec.task, step, total, losses=losses)
+            if time.monotonic() - last_ckpt >= spec.checkpoint_every_s and step < total:
+                checkpoint(step)
+                last_ckpt = time.monotonic()
+            reporter.check_cancel()
+    except (Cancelled, KeyboardInterrupt):
+        curve.flush(step)
+        checkpoint(step)
+        raise
+    curve.flush(step)
+    from ..models.checkpoint import save_safetensors
+
+    save_safetensors(folder / "result.safetensors", {k: p.detach() for k, p in params.items()},
+                     {"kind": "stage_result", "stage": spec.stage, "task": spec.task, "step": step})
+    final = write_state(step, True)
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return StageLog(spec.stage, total, float(final["time_s"]), int(final["peak_memory_bytes"]), meter.kind,
+                    curve.points, runs, resumed=resumed)
