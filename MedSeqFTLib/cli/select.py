@@ -1,0 +1,73 @@
+"""``medseqft select WS``: choose the replay buffer of tasks by MDS (or at random) and show the scores."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "MDS buffer selection: score each training case with M0's SSL loss and pick the K lowest"
+DESCRIPTION = (
+    "Score every training case of a task with the foundation model's SSL pretext loss, averaged over "
+    "stochastic runs, and write WS/tasks/<task>/buffer.json with the K lowest-loss cases. Without --task, "
+    "every task that has no buffer yet is selected. Same seed -> identical buffer.json."
+)
+JOB = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workspace", type=Path, help="workspace folder")
+    p.add_argument("--task", default=None, help="task name (default: every task without a buffer)")
+    p.add_argument("--k", type=int, default=None, help="buffer size (default: selection.k, or 20%% of the training cases)")
+    p.add_argument("--runs", type=int, default=None, help="stochastic runs per case, the budget R (default: selection.runs)")
+    p.add_argument("--random", action="store_true", help="random buffer of the same size (the paper's ablation)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the workspace seed)")
+    p.add_argument("--no-adaptive", action="store_true", help="run every case R times instead of stopping decided cases early")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+
+
+def format_table(manifest: dict) -> str:
+    """The per-case table: case, mean loss, std, runs, selected (buffer rank)."""
+    rank = {cid: i + 1 for i, cid in enumerate(manifest["selected"])}
+    rows = [("case", "mean_loss", "std", "runs", "selected")]
+    cases = manifest["cases"]
+    if manifest["method"] == "mds":
+        cases = sorted(cases, key=lambda c: (c["mean_loss"], c["id"]))
+    for c in cases:
+        rows.append((c["id"],
+                     "-" if c["mean_loss"] is None else f"{c['mean_loss']:.5f}",
+                     "-" if c["std"] is None else f"{c['std']:.5f}",
+                     str(c["runs"]),
+                     f"yes ({rank[c['id']]})" if c["id"] in rank else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    head = (f"task {manifest['task']}: {manifest['method']} buffer, k={manifest['k']} of {len(manifest['cases'])}, "
+            f"seed {manifest['seed']}, {manifest['forward_passes']} SSL loss evaluations")
+    return "\n".join([head] + lines)
+
+
+def run(args, reporter) -> int:
+    from ..errors import InputError
+    from ..selection.manifest import manifest_path
+    from ..selection.mds import select_task
+    from ..sequence.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    if args.k is not None and args.k < 1:
+        raise InputError("--k", f"must be >= 1, got {args.k}")
+    if args.runs is not None and args.runs < 1:
+        raise InputError("--runs", f"must be >= 1, got {args.runs}")
+    if args.task is not None:
+        ws.task(args.task)  # unknown task -> InputError before anything runs
+        names = [args.task]
+    else:
+        names = [n for n in ws.task_names() if not manifest_path(ws.task_dir(n)).exists()]
+        if not names:
+            print(f"every task of {ws.root} already has a buffer (use --task NAME to redo one)")
+            return 0
+    with ws.lock("select"):
+        for name in names:
+            manifest = select_task(ws, name, reporter, device=args.device, k=args.k, runs=args.runs,
+                                   method="random" if args.random else None, seed=args.seed,
+                                   adaptive=False if args.no_adaptive else None)
+            print(format_table(manifest))
+    return 0
