@@ -19,10 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _jobs_root(path: Path) -> Path:
     from ..errors import InputError
 
+    def holds_jobs(folder: Path) -> bool:
+        return folder.is_dir() and any((p / "status.json").is_file() for p in folder.iterdir() if p.is_dir())
+
     if (path / "workspace.json").is_file():
         return path / "jobs"
-    if path.is_dir() and any((p / "status.json").is_file() for p in path.iterdir() if p.is_dir()):
-        return path
+    for candidate in (path / "jobs", path):   # a demo's --out folder, or a --job-dir folder
+        if holds_jobs(candidate):
+            return candidate
     raise InputError(path, "not a workspace (no workspace.json) and no job folders in it")
 
 
