@@ -111,6 +111,19 @@ def _last_event(job_dir: Path) -> Optional[dict]:
     return None
 
 
+STARTING_GRACE_S = 30.0
+
+
+def _just_starting(status: dict, job_dir: Path) -> bool:
+    """A job whose worker has not written its pid yet (state ``starting``, recent folder)."""
+    if status.get("state") not in ("starting", None) or status.get("pid"):
+        return False
+    try:
+        return time.time() - Path(job_dir).stat().st_mtime < STARTING_GRACE_S
+    except OSError:
+        return False
+
+
 def find_running_job(workspace: str | Path) -> Optional[Path]:
     """The newest job folder under ``WS/jobs`` whose worker is still alive, or ``None``.
 
@@ -126,9 +139,9 @@ def find_running_job(workspace: str | Path) -> Optional[Path]:
         last = _last_event(job_dir)
         if last is not None and last.get("event") in FINAL_EVENTS:
             continue
-        if status.get("state") in FINAL_EVENTS:
+        if status.get("state") in FINAL_EVENTS + ("died",):
             continue
-        if pid_alive(status.get("pid")):
+        if pid_alive(status.get("pid")) or _just_starting(status, job_dir):
             return job_dir
     return None
 
@@ -233,14 +246,14 @@ class JobProcess:
             self._next_liveness = now + self.liveness_every_s
             status = read_status(self.job_dir)
             self.pid = status.get("pid", self.pid)
-            if self.pid and not pid_alive(self.pid):
+            if status.get("state") == "died" or (self.pid and not pid_alive(self.pid)):
                 # the worker may have written its last line just before exiting
                 events += self._reader.read_new()
                 if any(ev.get("event") in FINAL_EVENTS for ev in events):
                     self.state = next(ev["event"] for ev in events if ev.get("event") in FINAL_EVENTS)
                     return events
                 final = status.get("state") if status.get("state") in FINAL_EVENTS else "failed"
-                message = status.get("message") or f"job process {self.pid} ended without a final event (crashed or killed); use Resume"
+                message = status.get("error") or status.get("message") or f"job process {self.pid} ended without a final event (crashed or killed); use Resume"
                 self.state, self.error = final, message
                 events.append({"time": time.time(), "event": final, "stage": None, "task": None,
                                "message": message, "level": "error" if final == "failed" else "info",

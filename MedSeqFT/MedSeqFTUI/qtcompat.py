@@ -18,4 +18,14 @@ except ImportError:  # tests and stand-alone use: PySide6 with the same names
 
     IN_SLICER = False
 
-__all__ = ["qt", "ctk", "IN_SLICER"]
+__all__ = ["qt", "ctk", "IN_SLICER", "get"]
+
+
+def get(widget, name: str):
+    """Read a Qt property portably: ``get(lineEdit, "text")``.
+
+    PythonQt exposes Q_PROPERTYs as attributes (``lineEdit.text`` is a ``str``, calling it
+    fails) while PySide6 exposes the getter method (``lineEdit.text()``); this reads either.
+    """
+    value = getattr(widget, name)
+    return value() if callable(value) else value

@@ -29,6 +29,7 @@ __all__ = [
     "segment_names",
     "export_pairs_to_dataset",
     "safe_case_name",
+    "save_volume",
 ]
 
 #: distinct, colour-blind-friendly-ish colours (RGB 0..1) for label values 1, 2, 3, ...
@@ -172,6 +173,14 @@ def safe_case_name(name: str) -> str:
     """A file-name-safe case id: letters, digits, ``-`` and ``_`` (others become ``_``)."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_")
     return cleaned or "case"
+
+
+def save_volume(scene, node, path: str | Path) -> Path:
+    """Write a volume node to ``path`` (format from the suffix, compressed), e.g. as a
+    prediction input for a volume that exists only in the scene."""
+    path = Path(path)
+    _write_node(scene, node, path)
+    return path
 
 
 def _write_node(scene, node, path: Path) -> None:

@@ -1,0 +1,35 @@
+"""Builds the five panels into the sections of ``Resources/UI/MedSeqFT.ui``."""
+
+from __future__ import annotations
+
+from .buffer_panel import BufferPanel
+from .refine_panel import RefinePanel
+from .results_panel import ResultsPanel
+from .tasks_panel import TasksPanel
+from .widgets import find_child
+from .workspace_panel import WorkspacePanel
+
+__all__ = ["SECTIONS", "Panels"]
+
+#: (objectName of the section in MedSeqFT.ui, panel class, attribute name)
+SECTIONS = [
+    ("workspaceSection", WorkspacePanel, "workspace"),
+    ("tasksSection", TasksPanel, "tasks"),
+    ("bufferSection", BufferPanel, "buffer"),
+    ("refineSection", RefinePanel, "refine"),
+    ("resultsSection", ResultsPanel, "results"),
+]
+
+
+class Panels:
+    """The panels of one module widget; ``panels.refine`` etc., ``panels.sections[name]``."""
+
+    def __init__(self, root, controller) -> None:
+        self.controller = controller
+        self.sections = {}
+        for object_name, cls, attr in SECTIONS:
+            section = find_child(root, object_name)
+            if section is None:
+                raise RuntimeError(f"MedSeqFT.ui has no section named {object_name}")
+            self.sections[attr] = section
+            setattr(self, attr, cls(section, controller))

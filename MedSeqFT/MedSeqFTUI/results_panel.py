@@ -1,0 +1,200 @@
+"""Results panel: the metrics table and the forgetting matrix; predict a scene volume with a
+task's model in the background and overlay the result as a named, coloured segmentation;
+load the test-case predictions of a task for review."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .qtcompat import get, qt
+from .widgets import fill_table, hbox, make_table, section_layout
+from . import workspace_files as wf
+
+__all__ = ["ResultsPanel"]
+
+
+def _image_stem(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".seg.nrrd", ".nii", ".nrrd", ".mha", ".mhd"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
+
+
+class ResultsPanel:
+    def __init__(self, section, controller) -> None:
+        self.c = controller
+        self.pending = None  # (volume node, task, output folder) of a running predict job
+        self.overlays = []
+        layout = section_layout(section)
+        form = qt.QFormLayout()
+        self.evaluateButton = qt.QPushButton("Evaluate all tasks")
+        form.addRow(self.evaluateButton)
+        self.metricsTable = make_table(["task", "Dice %", "HD95 mm", "test cases"])
+        form.addRow("Metrics:", self.metricsTable)
+        self.forgettingTable = make_table(["model"])
+        form.addRow("Forgetting (Dice %):", self.forgettingTable)
+        self.taskCombo = qt.QComboBox()
+        form.addRow("Task model:", self.taskCombo)
+        self.volumeCombo = qt.QComboBox()
+        self.refreshVolumesButton = qt.QPushButton("Refresh")
+        form.addRow("Volume:", hbox(self.volumeCombo, self.refreshVolumesButton))
+        self.predictButton = qt.QPushButton("Segment volume")
+        self.loadTestButton = qt.QPushButton("Load test-case predictions")
+        form.addRow(hbox(self.predictButton, self.loadTestButton))
+        self.progress = qt.QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        form.addRow(self.progress)
+        self.statusLabel = qt.QLabel("")
+        self.statusLabel.setWordWrap(True)
+        form.addRow(self.statusLabel)
+        box = qt.QWidget()
+        box.setLayout(form)
+        layout.addWidget(box)
+        self.evaluateButton.clicked.connect(lambda *_: self.on_evaluate())
+        self.refreshVolumesButton.clicked.connect(lambda *_: self.refresh_volumes())
+        self.predictButton.clicked.connect(lambda *_: self.on_predict())
+        self.loadTestButton.clicked.connect(lambda *_: self.on_load_test_predictions())
+        self.c.workspaceChanged.connect(lambda *_: self.refresh())
+        self.c.dataChanged.connect(self.refresh)
+        self.c.busyChanged.connect(lambda *_: self._update_enabled())
+        self.c.jobEvents.connect(self.on_job_events)
+        self.c.jobFinished.connect(self.on_job_finished)
+        self._update_enabled()
+
+    # -- state ----------------------------------------------------------------------------
+    def _volumes(self):
+        if self.c.scene is None:
+            return []
+        nodes = self.c.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        out = []
+        for i in range(nodes.GetNumberOfItems()):
+            n = nodes.GetItemAsObject(i)
+            if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors():
+                out.append(n)
+        return out
+
+    def refresh_volumes(self) -> None:
+        current = get(self.volumeCombo, "currentText")
+        self.volumeCombo.clear()
+        names = [n.GetName() for n in self._volumes()]
+        for name in names:
+            self.volumeCombo.addItem(name)
+        if current in names:
+            self.volumeCombo.setCurrentIndex(names.index(current))
+        self._update_enabled()
+
+    def _finished_tasks(self):
+        return [r["name"] for r in wf.task_rows(self.c.workspace)] if self.c.workspace else []
+
+    def _update_enabled(self) -> None:
+        idle = self.c.workspace is not None and not self.c.busy
+        has_task = get(self.taskCombo, "count") > 0
+        self.evaluateButton.setEnabled(idle)
+        self.predictButton.setEnabled(idle and has_task and get(self.volumeCombo, "count") > 0 and self.c.scene is not None)
+        self.loadTestButton.setEnabled(idle and has_task and self.c.scene is not None)
+
+    def refresh(self) -> None:
+        ws = self.c.workspace
+        fill_table(self.metricsTable, wf.metrics_rows(ws) if ws else [])
+        headers, rows = wf.forgetting_table(ws) if ws else ([], [])
+        self.forgettingTable.setColumnCount(max(1, len(headers)))
+        if headers:
+            self.forgettingTable.setHorizontalHeaderLabels(headers)
+        fill_table(self.forgettingTable, rows)
+        current = get(self.taskCombo, "currentText")
+        names = [r["name"] for r in wf.task_rows(ws) if r["status"] == "done"] if ws else []
+        self.taskCombo.clear()
+        for n in names:
+            self.taskCombo.addItem(n)
+        if current in names:
+            self.taskCombo.setCurrentIndex(names.index(current))
+        self.refresh_volumes()
+
+    # -- actions --------------------------------------------------------------------------
+    def on_evaluate(self) -> None:
+        if self.c.run_job("evaluate", []):
+            self.statusLabel.setText("evaluating every finished model on every earlier task ...")
+
+    def _volume_file(self, volume) -> Path:
+        """A file holding the volume: its own file if it has one, else a fresh export."""
+        storage = volume.GetStorageNode()
+        if storage is not None and storage.GetFileName() and Path(storage.GetFileName()).is_file():
+            return Path(storage.GetFileName())
+        from . import scene_glue
+
+        out = Path(self.c.workspace) / "predict_inputs" / f"{scene_glue.safe_case_name(volume.GetName())}.nii.gz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scene_glue.save_volume(self.c.scene, volume, out)
+        return out
+
+    def on_predict(self) -> None:
+        task = get(self.taskCombo, "currentText")
+        index = get(self.volumeCombo, "currentIndex")
+        volumes = self._volumes()
+        if not task or not (0 <= index < len(volumes)):
+            self.c.prompts.error("choose a task model and a volume")
+            return
+        volume = volumes[index]
+        image = self._volume_file(volume)
+        out = Path(self.c.workspace) / "predictions" / task
+        if self.c.run_job("predict", ["--task", task, "--out", str(out), str(image)]):
+            self.pending = (volume, task, out / f"{_image_stem(image)}.nii.gz" if image.name.endswith(".nii.gz") else None, image)
+            self.statusLabel.setText(f"segmenting {volume.GetName()} with the {task} model ...")
+            self.progress.setValue(0)
+
+    def on_job_events(self, events, summary) -> None:
+        if self.c.job is not None and self.c.job.command in ("predict", "evaluate"):
+            self.progress.setValue(int(round(100 * summary.fraction)))
+
+    def on_job_finished(self, state, summary, command) -> None:
+        if command == "evaluate":
+            self.statusLabel.setText(f"evaluation {state}" + (f": {summary.message}" if state != "done" else ""))
+            return
+        if command != "predict" or self.pending is None:
+            return
+        volume, task, expected, image = self.pending
+        self.pending = None
+        if state != "done":
+            self.statusLabel.setText(f"prediction {state}: {summary.message}")
+            return
+        out_dir = Path(self.c.workspace) / "predictions" / task
+        candidates = [expected] if expected is not None else []
+        candidates += sorted(p for p in out_dir.glob(f"{_image_stem(image)}.*") if not p.name.endswith(".labels.json"))
+        pred = next((p for p in candidates if p is not None and p.is_file()), None)
+        if pred is None:
+            self.statusLabel.setText(f"prediction finished but no output for {image.name} in {out_dir}")
+            return
+        self.overlay(volume, pred, task)
+
+    def overlay(self, volume, prediction: Path, task: str):
+        """Show ``prediction`` as a segmentation named after the task's labels, on ``volume``."""
+        from . import scene_glue
+
+        labels = wf.read_json_or(prediction.with_name(_image_stem(prediction) + ".labels.json")) \
+            or wf.read_task(self.c.workspace, task).get("labels") or {}
+        lm = scene_glue.load_labelmap(self.c.scene, prediction, f"{volume.GetName()}_{task}_tmp")
+        seg = scene_glue.import_labels_as_segmentation(self.c.scene, lm, volume, labels, f"{volume.GetName()} {task} prediction")
+        scene_glue.show_in_slice_views(self.c.scene, volume, seg)
+        self.overlays.append(seg)
+        self.statusLabel.setText(f"{seg.GetName()}: segments {', '.join(scene_glue.segment_names(seg))}")
+        return seg
+
+    def on_load_test_predictions(self) -> None:
+        from . import scene_glue
+
+        task = get(self.taskCombo, "currentText")
+        cases = [c for c in wf.test_case_predictions(self.c.workspace, task) if c["prediction"] and c["image"]]
+        if not cases:
+            self.c.prompts.error(f"no saved test-case predictions for {task}; run Evaluate first")
+            return
+        labels = wf.read_task(self.c.workspace, task).get("labels") or {}
+        for case in cases:
+            volume = scene_glue.load_volume(self.c.scene, case["image"], f"{task} {case['id']}")
+            lm = scene_glue.load_labelmap(self.c.scene, case["prediction"], f"{case['id']}_tmp")
+            self.overlays.append(scene_glue.import_labels_as_segmentation(
+                self.c.scene, lm, volume, labels, f"{task} {case['id']} prediction"))
+        scene_glue.show_in_slice_views(self.c.scene, volume, self.overlays[-1])
+        self.statusLabel.setText(f"loaded {len(cases)} test case(s) of {task} with their predictions")
+        self.refresh_volumes()

@@ -1,0 +1,113 @@
+"""Tasks panel: add a task from a dataset folder or from the scene's (volume, segmentation)
+pairs, and list the tasks with their cases, labels and status."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import List, Tuple
+
+from .qtcompat import get, qt
+from .widgets import browse_row, fill_table, hbox, make_table, section_layout
+from . import workspace_files as wf
+
+__all__ = ["TasksPanel", "scene_pairs"]
+
+HEADERS = ["task", "cases", "train / test", "labels", "status"]
+
+
+def scene_pairs(scene) -> List[Tuple[object, object]]:
+    """(volume, segmentation) pairs: each segmentation with its reference-geometry volume."""
+    import slicer
+
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    pairs = []
+    segs = scene.GetNodesByClass("vtkMRMLSegmentationNode")
+    for i in range(segs.GetNumberOfItems()):
+        seg = segs.GetItemAsObject(i)
+        volume = seg.GetNodeReference(role)
+        if volume is not None and volume.IsA("vtkMRMLScalarVolumeNode") and not volume.IsA("vtkMRMLLabelMapVolumeNode"):
+            if seg.GetSegmentation().GetNumberOfSegments() > 0:
+                pairs.append((volume, seg))
+    return pairs
+
+
+class TasksPanel:
+    def __init__(self, section, controller) -> None:
+        self.c = controller
+        layout = section_layout(section)
+        form = qt.QFormLayout()
+        row, self.datasetEdit = browse_row("nnU-Net v2 / Decathlon folder, or images/ + labels/",
+                                           lambda start: qt.QFileDialog.getExistingDirectory(None, "Dataset folder", start))
+        form.addRow("Dataset:", row)
+        self.nameEdit = qt.QLineEdit()
+        self.nameEdit.setPlaceholderText("task name (default: the dataset's name)")
+        form.addRow("Task name:", self.nameEdit)
+        self.addButton = qt.QPushButton("Add dataset as next task")
+        self.addSceneButton = qt.QPushButton("Add task from scene")
+        self.addSceneButton.setToolTip("export every segmentation with its reference volume as a dataset, then add it")
+        form.addRow(hbox(self.addButton, self.addSceneButton))
+        self.table = make_table(HEADERS)
+        form.addRow(self.table)
+        self.statusLabel = qt.QLabel("")
+        self.statusLabel.setWordWrap(True)
+        form.addRow(self.statusLabel)
+        box = qt.QWidget()
+        box.setLayout(form)
+        layout.addWidget(box)
+        self.addButton.clicked.connect(lambda *_: self.on_add())
+        self.addSceneButton.clicked.connect(lambda *_: self.on_add_from_scene())
+        self.c.workspaceChanged.connect(lambda *_: self.refresh())
+        self.c.dataChanged.connect(self.refresh)
+        self.c.busyChanged.connect(lambda *_: self._update_enabled())
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        ready = self.c.workspace is not None and not self.c.busy
+        self.addButton.setEnabled(ready)
+        self.addSceneButton.setEnabled(ready and self.c.scene is not None)
+
+    def _add(self, dataset: str, name: str) -> None:
+        args = ["add-task", str(self.c.workspace), dataset] + (["--name", name] if name else [])
+        self.statusLabel.setText(f"checking every file of {dataset} ...")
+
+        def done(code, out, err):
+            lines = [ln for ln in (out if code == 0 else err).splitlines() if ln.strip()]
+            msg = lines[-1] if lines else f"add-task exited with {code}"
+            self.statusLabel.setText(lines[0] if code == 0 and lines else msg)
+            if code != 0:
+                self.c.prompts.error(msg)
+            self.refresh()
+
+        self.c.run_command(args, done)
+
+    def on_add(self) -> None:
+        dataset = get(self.datasetEdit, "text").strip()
+        if not dataset:
+            self.c.prompts.error("choose a dataset folder first")
+            return
+        self._add(dataset, get(self.nameEdit, "text").strip())
+
+    def on_add_from_scene(self) -> None:
+        from . import scene_glue
+
+        pairs = scene_pairs(self.c.scene)
+        if not pairs:
+            self.c.prompts.error("the scene has no segmentation with a reference volume; segment some volumes first")
+            return
+        name = get(self.nameEdit, "text").strip() or f"scene_task_{len(wf.task_names(self.c.workspace)) + 1}"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        out = Path(self.c.workspace) / "scene_exports" / name
+        try:
+            mapping = scene_glue.export_pairs_to_dataset(self.c.scene, pairs, out)
+        except ValueError as exc:
+            self.c.prompts.error(str(exc))
+            return
+        labels = ", ".join(k for k in mapping if mapping[k])
+        self.statusLabel.setText(f"exported {len(pairs)} case(s) with labels {labels} to {out}")
+        self._add(str(out), name)
+
+    def refresh(self) -> None:
+        rows = wf.task_rows(self.c.workspace) if self.c.workspace else []
+        fill_table(self.table, [(r["name"], r["cases"], f"{r['train']} / {r['test']}", r["labels"], r["status"]) for r in rows])
+        self._update_enabled()

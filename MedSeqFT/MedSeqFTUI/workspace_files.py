@@ -1,0 +1,194 @@
+"""Read-only views of a workspace for the panels (the library writes these files).
+
+Layout and fields: docs/CONTRACTS.md. Every reader is tolerant: a missing or half-written
+file gives an empty result instead of an exception, because the panels refresh while a job
+is writing. No MedSeqFTLib import (the GUI talks to the library through files and the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = [
+    "read_json_or",
+    "is_workspace",
+    "read_workspace",
+    "task_names",
+    "read_task",
+    "task_rows",
+    "read_buffer",
+    "buffer_rows",
+    "model_sequence",
+    "read_metrics",
+    "latest_job",
+    "read_forgetting",
+    "metrics_rows",
+    "forgetting_table",
+    "test_case_predictions",
+]
+
+
+def read_json_or(path: Path, default=None):
+    """The JSON content of ``path``, or ``default`` when missing, unreadable or malformed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def is_workspace(folder: str | Path) -> bool:
+    return (Path(folder) / "workspace.json").is_file()
+
+
+def read_workspace(ws: str | Path) -> dict:
+    data = read_json_or(Path(ws) / "workspace.json", {})
+    return data if isinstance(data, dict) else {}
+
+
+def task_names(ws: str | Path) -> List[str]:
+    tasks = read_workspace(ws).get("tasks", [])
+    return [str(t) for t in tasks] if isinstance(tasks, list) else []
+
+
+def read_task(ws: str | Path, name: str) -> dict:
+    data = read_json_or(Path(ws) / "tasks" / name / "task.json", {})
+    return data if isinstance(data, dict) else {}
+
+
+def task_rows(ws: str | Path) -> List[dict]:
+    """One row per task: name, cases (train/test), labels, status."""
+    rows = []
+    for name in task_names(ws):
+        rec = read_task(ws, name)
+        split = rec.get("split") or {}
+        labels = {k: v for k, v in (rec.get("labels") or {}).items() if v}
+        rows.append({
+            "name": name,
+            "cases": len(rec.get("cases") or []),
+            "train": len(split.get("train") or []),
+            "test": len(split.get("test") or []),
+            "labels": ", ".join(labels),
+            "status": rec.get("status", "damaged" if not rec else "?"),
+        })
+    return rows
+
+
+def read_buffer(ws: str | Path, name: str) -> dict:
+    data = read_json_or(Path(ws) / "tasks" / name / "buffer.json", {})
+    return data if isinstance(data, dict) else {}
+
+
+def buffer_rows(ws: str | Path, name: str) -> List[dict]:
+    """The task's training cases with their MDS score (mean SSL loss) and buffer rank.
+
+    Cases without a score yet (no ``buffer.json``) are listed with ``score=None`` so the
+    table can show the cases before selection runs. Rows are sorted by score (lowest first,
+    i.e. most like the pre-training data), unscored cases last.
+    """
+    rec = read_task(ws, name)
+    by_id = {c.get("id"): c for c in (rec.get("cases") or []) if isinstance(c, dict)}
+    manifest = read_buffer(ws, name)
+    rank = {cid: i + 1 for i, cid in enumerate(manifest.get("selected") or [])}
+    scored = {c.get("id"): c for c in (manifest.get("cases") or []) if isinstance(c, dict)}
+    train = (rec.get("split") or {}).get("train") or list(by_id)
+    rows = []
+    for cid in train:
+        s = scored.get(cid, {})
+        case = by_id.get(cid, {})
+        images = case.get("images") or []
+        rows.append({"id": cid, "score": s.get("mean_loss"), "std": s.get("std"), "runs": s.get("runs"),
+                     "rank": rank.get(cid), "image": images[0] if images else None, "label": case.get("label")})
+    rows.sort(key=lambda r: (r["score"] is None, r["score"] if r["score"] is not None else 0.0, r["id"]))
+    return rows
+
+
+def model_sequence(ws: str | Path) -> List[str]:
+    """``["M0", "M1 (liver)", ...]``: the foundation model then one model per finished task."""
+    seq = ["M0"]
+    i = 0
+    for name in task_names(ws):
+        rec = read_task(ws, name)
+        status = rec.get("status")
+        if status == "done" or (Path(ws) / "tasks" / name / "model" / "encoder.safetensors").is_file():
+            i += 1
+            seq.append(f"M{i} ({name})")
+        elif status == "training":
+            seq.append(f"M{i + 1} ({name}, training)")
+            break
+        else:
+            break
+    return seq
+
+
+def read_metrics(ws: str | Path) -> dict:
+    data = read_json_or(Path(ws) / "metrics" / "metrics.json", {})
+    return data if isinstance(data, dict) else {}
+
+
+def latest_job(ws: str | Path, command: Optional[str] = None) -> Optional[Path]:
+    """The newest job folder (optionally of ``command``), finished or not."""
+    jobs = Path(ws) / "jobs"
+    if not jobs.is_dir():
+        return None
+    folders = sorted((p for p in jobs.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True)
+    for folder in folders:
+        if command is None:
+            return folder
+        status = read_json_or(folder / "status.json", {}) or {}
+        if status.get("command") == command or f"-{command}-" in folder.name:
+            return folder
+    return None
+
+
+def read_forgetting(ws: str | Path) -> dict:
+    data = read_json_or(Path(ws) / "metrics" / "forgetting.json", {})
+    return data if isinstance(data, dict) else {}
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * float(v):.1f}"
+
+
+def _mm(v) -> str:
+    return "-" if v is None else f"{float(v):.2f}"
+
+
+def metrics_rows(ws: str | Path) -> List[tuple]:
+    """``(task, Dice %, HD95 mm, test cases)`` per evaluated task (its own model M_task)."""
+    tasks = read_metrics(ws).get("tasks") or {}
+    return [(name, _pct(m.get("dice")), _mm(m.get("hd95")), m.get("n_cases", ""))
+            for name, m in tasks.items() if isinstance(m, dict)]
+
+
+def forgetting_table(ws: str | Path) -> tuple:
+    """``(headers, rows)`` of the Dice forgetting matrix: row = model M[t], column = task j."""
+    doc = read_forgetting(ws)
+    names = doc.get("tasks") or []
+    if not names:
+        return [], []
+    headers = ["model"] + list(names) + ["average"]
+    rows = []
+    for i, t in enumerate(names):
+        cells = (doc.get("dice") or [[]])[i] if i < len(doc.get("dice") or []) else []
+        avg = (doc.get("average_dice") or [None] * len(names))[i]
+        rows.append([f"M[{t}]"] + [_pct(v) for v in cells] + [_pct(avg)])
+    if doc.get("bwt_dice") is not None:
+        rows.append(["backward transfer"] + [""] * len(names) + [_pct(doc["bwt_dice"])])
+    return headers, rows
+
+
+def test_case_predictions(ws: str | Path, name: str) -> List[dict]:
+    """Test cases of task ``name`` with the prediction ``evaluate`` saved for each (if any)."""
+    rec = read_task(ws, name)
+    by_id = {c.get("id"): c for c in (rec.get("cases") or []) if isinstance(c, dict)}
+    pred_dir = Path(ws) / "metrics" / "predictions" / name
+    out = []
+    for cid in (rec.get("split") or {}).get("test") or []:
+        case = by_id.get(cid, {})
+        images = case.get("images") or []
+        pred = pred_dir / f"{cid}.nii.gz"
+        out.append({"id": cid, "image": images[0] if images else None, "label": case.get("label"),
+                    "prediction": str(pred) if pred.is_file() else None})
+    return out
