@@ -347,7 +347,6 @@ def resolve_listed(root: Path, value, meta_path: Path, what: str) -> Path:
         raise InputError(meta_path, f"{what} must be a file path, got {value!r}")
     p = Path(value)
     p = p if p.is_absolute() else (root / p)
-    p = Path(*[part for part in p.parts if part != "."])
     if image_suffix(p) is None:
         raise InputError(p, f"unsupported file format of {what} in dataset.json; expected one of {_SUPPORTED}")
     if not p.is_file():
@@ -462,8 +461,11 @@ def _read_msd(root: Path, meta_path: Path, meta: dict) -> DatasetSpec:
         seen[cid] = i
         cases.append(Case(cid, [image], label))
     _check_num_training(meta, meta_path, len(cases), "in dataset.json training")
+    test_list = meta.get("test") or []
+    if not isinstance(test_list, list):
+        raise InputError(meta_path, f"test must be a list of image paths, got {type(test_list).__name__}")
     test_only = []
-    for i, entry in enumerate(meta.get("test") or []):
+    for i, entry in enumerate(test_list):
         value = entry.get("image") if isinstance(entry, dict) else entry
         image = resolve_listed(root, value, meta_path, f"test[{i}] image")
         test_only.append(Case(case_name(image), [image]))

@@ -50,10 +50,28 @@ def _check_header(path: Path, header: ImageHeader, max_voxels: int, what: str) -
         raise InputError(path, f"image of size {_size_str(size)} has a single slice; MedSeqFT needs 3D volumes")
     voxels = int(np.prod(size, dtype=np.int64))
     if voxels > max_voxels or max(size) > MAX_AXIS:
-        gb = voxels * 4 / 1e9
+        need = voxels * 4 / 1e9
+        need_str = f"{need:.1f} GB" if need >= 0.1 else f"{need * 1e3:.3g} MB"
         raise InputError(path, f"image of size {_size_str(size)} ({voxels:,} voxels) exceeds the limit of "
-                               f"{max_voxels:,} voxels and {MAX_AXIS} per axis; it would need {gb:.1f} GB in memory "
+                               f"{max_voxels:,} voxels and {MAX_AXIS} per axis; it would need {need_str} in memory "
                                "as float32 (crop or resample it)")
+
+
+def _grid_problem(a, b) -> Optional[str]:
+    """``None`` if the grids ``a`` and ``b`` coincide within ``GEOMETRY_TOL``, else e.g.
+    ``"origin (-5, 3, 7) vs (0, 0, 0) mm"`` (imageio's ``Geometry.matches`` decides)."""
+    problem = a.matches(b, GEOMETRY_TOL)
+    if problem is None:
+        return None
+    kind = problem.split(" ", 1)[0]
+    if kind not in ("spacing", "origin", "direction", "size"):
+        return problem
+    unit = " mm" if kind in ("spacing", "origin") else ""
+
+    def fmt(values) -> str:
+        return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
+
+    return f"{kind} {fmt(getattr(a, kind))} vs {fmt(getattr(b, kind))}{unit}"
 
 
 def _headers(case, max_voxels: int) -> None:
@@ -64,7 +82,7 @@ def _headers(case, max_voxels: int) -> None:
     for path in case.images[1:]:
         header = read_header(path)
         _check_header(path, header, max_voxels, "image")
-        problem = first.geometry.matches(header.geometry, GEOMETRY_TOL)
+        problem = _grid_problem(first.geometry, header.geometry)
         if problem is not None:
             raise InputError(path, f"channel grid differs from {first_path.name} of case {case.id!r}: {problem}")
     if case.label is not None:
@@ -73,7 +91,7 @@ def _headers(case, max_voxels: int) -> None:
         if tuple(header.geometry.size) != tuple(first.geometry.size):
             raise InputError(case.label, f"label size {_size_str(header.geometry.size)} differs from image size "
                                          f"{_size_str(first.geometry.size)} of {first_path.name} (case {case.id!r})")
-        problem = first.geometry.matches(header.geometry, GEOMETRY_TOL)
+        problem = _grid_problem(first.geometry, header.geometry)
         if problem is not None:
             raise InputError(case.label, f"label grid differs from image {first_path.name} of case {case.id!r}: "
                                          f"{problem} (image vs label)")

@@ -184,8 +184,18 @@ def test_vector_image(nn, make_ds):
 
 def test_too_many_voxels(nn):
     msg = fails(nn, nn / "imagesTr" / "case_000_0000.nii.gz", "10x11x12 (1,320 voxels) exceeds the limit of 1,000 voxels",
-                "GB in memory", max_voxels=1000)
-    assert "would need 0.0 GB" in msg
+                max_voxels=1000)
+    assert "it would need 0.00528 MB in memory as float32" in msg
+
+
+def test_huge_volume_is_refused_from_its_header(tmp_path, make_ds):
+    # a detached MetaImage header promising 2000^3 voxels: refused before any voxel is read
+    root = make_ds.plain(tmp_path / "p", n_cases=1)
+    (root / "images" / "big.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 2000 2000 2000\n"
+                                             "ElementSpacing = 1 1 1\nElementType = MET_SHORT\nElementDataFile = big.raw\n")
+    make_ds.write(root / "labels" / "big.mha", make_ds.label_map(0))
+    fails(root, root / "images" / "big.mhd", "2000x2000x2000 (8,000,000,000 voxels) exceeds the limit of 134,217,728",
+          "it would need 32.0 GB in memory")
 
 
 def test_too_long_axis(nn, make_ds):
