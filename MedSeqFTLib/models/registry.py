@@ -1,0 +1,103 @@
+"""Build backbones, segmentation networks and SSL heads from an ``ArchConfig``.
+
+Backbones are listed in an explicit table (no folder scanning). Each backbone module
+provides ``build_parts(arch) -> (encoder, decoder)``, ``out_channels(feature_size)`` and
+``SIZE_DIVISOR``; the decoder always ends with ``arch.feature_size`` channels.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ..config import ArchConfig
+from ..errors import InputError
+
+__all__ = ["BACKBONES", "build_encoder", "build_decoder", "build_segnet", "build_ssl_head", "encoder_out_channels",
+           "lora_target_modules", "size_divisor"]
+
+
+def _small_unet() -> ModuleType:
+    from . import small_unet
+
+    return small_unet
+
+
+def _swin_unetr() -> ModuleType:
+    from . import swin
+
+    return swin
+
+
+# name -> loader of the backbone module (imported lazily: torch and MONAI are heavy)
+BACKBONES = {"small_unet": _small_unet, "swin_unetr": _swin_unetr}
+
+
+def _backbone(arch: ArchConfig) -> ModuleType:
+    if arch.name not in BACKBONES:
+        raise InputError("arch.name", f"unknown backbone {arch.name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[arch.name]()
+
+
+def build_encoder(arch: ArchConfig):
+    """Encoder ``(B, C, X, Y, Z) -> list[Tensor]`` (fine to coarse) for ``arch``.
+
+    Raises:
+        InputError: unknown backbone name.
+    """
+    return _backbone(arch).build_parts(arch)[0]
+
+
+def build_decoder(arch: ArchConfig):
+    """Decoder ``list[Tensor] -> (B, arch.feature_size, X, Y, Z)`` for ``arch``."""
+    return _backbone(arch).build_parts(arch)[1]
+
+
+def build_segnet(arch: ArchConfig, n_classes: int):
+    """``SegNet`` with a fresh ``Conv3d(feature_size, n_classes, 1)`` head.
+
+    Raises:
+        InputError: unknown backbone or ``n_classes < 1``.
+    """
+    from torch import nn
+
+    from .segnet import SegNet
+
+    if int(n_classes) < 1:
+        raise InputError("n_classes", f"must be >= 1, got {n_classes}")
+    module = _backbone(arch)
+    encoder, decoder = module.build_parts(arch)
+    head = nn.Conv3d(int(arch.feature_size), int(n_classes), kernel_size=1)
+    return SegNet(encoder, decoder, head, module.SIZE_DIVISOR)
+
+
+def build_ssl_head(arch: ArchConfig, pretext: str):
+    """The SSL head of ``pretext`` (``"masked"`` or ``"voco"``) sized for ``arch``'s encoder.
+
+    Raises:
+        InputError: unknown pretext.
+    """
+    from .ssl import get_pretext
+
+    return get_pretext(pretext).build_head(arch)
+
+
+def encoder_out_channels(arch: ArchConfig) -> list[int]:
+    """Channels of each encoder output, fine to coarse."""
+    return list(_backbone(arch).out_channels(int(arch.feature_size)))
+
+
+def size_divisor(arch: ArchConfig) -> int:
+    """Every spatial input size must be a multiple of this (SwinUNETR 32, small U-Net 8)."""
+    return int(_backbone(arch).SIZE_DIVISOR)
+
+
+def lora_target_modules(encoder) -> list[str]:
+    """Full names of every ``nn.Linear`` and ``nn.Conv3d`` inside ``encoder`` (module order).
+
+    Names are relative to ``encoder``; pass them to PEFT's ``LoraConfig(target_modules=...)``
+    (a list means exact-name matching). Includes 1x1x1 convolutions, which PEFT 0.21.2 cannot
+    merge: callers that merge must handle those.
+    """
+    from torch import nn
+
+    return [name for name, mod in encoder.named_modules() if isinstance(mod, (nn.Linear, nn.Conv3d)) and name]
