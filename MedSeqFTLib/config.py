@@ -147,6 +147,9 @@ class RetentionConfig(_Serialisable):
         lora_kd: LoRA-based KD (paper: 5,000 iterations, lr 3e-5).
         lora_rank: LoRA rank r (paper: 2). ``lora_alpha`` defaults to the rank (scale 1).
         enabled: ``False`` turns every task into plain sequential FFT (Seq-FT).
+        lora_stage: ``False`` skips LoRA-KD and merge (E_t = E_{t-mid}): "Seq-FT + buffer KD".
+        kd_batch_size: buffer patches per KD-FFT step; ``None`` = half of ``kd_fft.batch_size``
+            (at least 1), which keeps the distillation overhead small.
     """
 
     fft: StageConfig = field(default_factory=lambda: StageConfig(25000, 3e-4))
@@ -157,13 +160,24 @@ class RetentionConfig(_Serialisable):
     lora_rank: int = 2
     lora_alpha: Optional[float] = None
     enabled: bool = True
+    lora_stage: bool = True
+    kd_batch_size: Optional[int] = None
 
     def __post_init__(self):
+        _check(self.kd_batch_size is None or int(self.kd_batch_size) >= 1, "retention.kd_batch_size",
+               f"must be >= 1 or null, got {self.kd_batch_size}")
         _check(float(self.kd_weight) >= 0, "retention.kd_weight", f"must be >= 0, got {self.kd_weight}")
         _check(int(self.lora_rank) >= 1, "retention.lora_rank", f"must be >= 1, got {self.lora_rank}")
         if self.distil_scales is not None:
             _check(all(isinstance(i, int) and i >= 0 for i in self.distil_scales) and len(self.distil_scales) > 0,
                    "retention.distil_scales", f"needs a non-empty list of encoder output indices or null, got {self.distil_scales}")
+
+    @property
+    def kd_batch(self) -> int:
+        """Buffer patches per KD-FFT step (``kd_batch_size`` or half the task batch)."""
+        if self.kd_batch_size is not None:
+            return int(self.kd_batch_size)
+        return max(1, int(self.kd_fft.batch_size) // 2)
 
     @property
     def alpha(self) -> float:
