@@ -208,7 +208,7 @@ def case_name(p: Path) -> str:
     return p.name[: len(p.name) - len(suffix)]
 
 
-def split_channel(p: Path, file_ending: Optional[str] = None) -> Optional[tuple]:
+def split_channel(p: Path) -> Optional[tuple]:
     """``("case", 1)`` for ``case_0001<ending>``, ``None`` without a 4-digit channel suffix."""
     m = _CHANNEL_RE.match(case_name(p))
     return (m.group(1), int(m.group(2))) if m else None
