@@ -132,7 +132,11 @@ def latest_job(ws: str | Path, command: Optional[str] = None) -> Optional[Path]:
     jobs = Path(ws) / "jobs"
     if not jobs.is_dir():
         return None
-    folders = sorted((p for p in jobs.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True)
+    def age(folder: Path) -> float:
+        status = folder / "status.json"
+        return (status if status.exists() else folder).stat().st_mtime
+
+    folders = sorted((p for p in jobs.iterdir() if p.is_dir()), key=lambda p: (age(p), p.name), reverse=True)
     for folder in folders:
         if command is None:
             return folder

@@ -70,13 +70,13 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("command")
     p.add_argument("ws")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--step-s", type=float, default=0.05)
+    p.add_argument("--steps", type=int, default=int(os.environ.get("FAKE_CLI_STEPS", "20")))
+    p.add_argument("--step-s", type=float, default=float(os.environ.get("FAKE_CLI_STEP_S", "0.05")))
     p.add_argument("--crash-at", type=int, default=0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--detach", action="store_true")
     p.add_argument("--worker")
-    args = p.parse_args()
+    args, _ = p.parse_known_args()  # the panels pass --device, --lora-rank, ... as the real CLI takes them
     ws = Path(args.ws)
     if args.command == "bad":
         sys.stderr.write(f"medseqft bad: error: {ws}: no workspace.json here\n")
