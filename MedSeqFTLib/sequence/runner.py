@@ -1,0 +1,293 @@
+"""The refinement sequence: for every pending task in order, buffer selection then K&G RFT.
+
+Task 1 (index 0): FFT of M0's encoder with a new decoder and head. Task t > 1 with
+``retention.enabled``: KD-FFT (E, decoder from M_{t-1}, new head, distillation to E_{t-1} on
+the union of earlier buffers) -> E_{t-mid}; LoRA-KD (E_{t-1} + LoRA -> E_{t-mid}) and merge
+-> E_t (skipped with ``retention.lora_stage = False``: E_t = E_{t-mid}). With
+``retention.enabled = False`` every task is FFT from M_{t-1} (plain sequential fine-tuning).
+
+Resumability: each stage checkpoints into ``WS/tasks/<name>/stages/<stage>/`` (see
+``retention.trainer``); a finished stage is loaded, not redone; a finished task (status
+``done`` + model files) is skipped and its files are never touched again. All seeds derive from
+``config.seed``, the task name and the stage name.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InputError
+
+__all__ = ["refine_workspace", "resolve_device", "pending_tasks", "partial_tasks", "STAGES"]
+
+STAGES = ("fft", "kd_fft", "lora_kd", "merge")
+
+
+def resolve_device(device: Optional[str]):
+    """``auto`` -> CUDA if available, then MPS, else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        InputError: unparsable device, or a CUDA / MPS device that is not available.
+    """
+    import torch
+
+    name = (device or "auto").strip()
+    mps_ok = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError("--device", f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{name} requested but CUDA is not available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError("--device", f"{name} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type == "mps" and not mps_ok:
+        raise InputError("--device", "mps requested but not available; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError("--device", f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def _is_done(ws, name: str) -> bool:
+    from .task_model import DECODER_FILE, ENCODER_FILE, RECORD_FILE, model_dir
+
+    folder = model_dir(ws.task_dir(name))
+    return ws.task(name).get("status") == "done" and all((folder / f).is_file()
+                                                         for f in (ENCODER_FILE, DECODER_FILE, RECORD_FILE))
+
+
+def pending_tasks(ws) -> list[str]:
+    """Tasks without a finished model, in sequence order."""
+    return [n for n in ws.task_names() if not _is_done(ws, n)]
+
+
+def partial_tasks(ws) -> list[str]:
+    """Pending tasks that already started training (status ``training``/``failed`` or stage files)."""
+    out = []
+    for name in pending_tasks(ws):
+        stages = ws.task_dir(name) / "stages"
+        started = stages.is_dir() and any(stages.glob("*/state.json"))
+        if started or ws.task(name).get("status") in ("training", "failed"):
+            out.append(name)
+    return out
+
+
+def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = False) -> list[str]:
+    """Refine every pending task of ``ws`` in order; holds the workspace lock meanwhile.
+
+    Args:
+        ws: an open ``Workspace``.
+        reporter: progress / cancel (``jobs.reporter.Reporter``); default ``NullReporter``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        resume: continue a task that was interrupted; without it such a task is an error.
+
+    Returns:
+        Names of the tasks refined by this call (empty if everything was already done).
+
+    Raises:
+        InputError: no tasks, a partly trained task without ``resume``, bad device, missing
+            foundation / data, a patch size the backbone cannot take, or CUDA out of memory.
+        errors.Cancelled: a cancel request; the workspace stays resumable.
+    """
+    from ..jobs.reporter import NullReporter
+    from .workspace import Workspace
+
+    reporter = reporter or NullReporter()
+    dev = resolve_device(device)
+    with ws.lock("refine"):
+        ws = Workspace.open(ws.root)  # the manifest as it is now, under the lock
+        names = ws.task_names()
+        if not names:
+            raise InputError(ws.root, "the workspace has no tasks; add one with 'medseqft add-task'")
+        partial = partial_tasks(ws)
+        if partial and not resume:
+            raise InputError(ws.root, f"task {partial[0]!r} was partly refined; rerun with --resume to continue it "
+                                      f"(or delete {ws.task_dir(partial[0]) / 'stages'} to start it over)")
+        todo = pending_tasks(ws)
+        if not todo:
+            reporter.log("every task is already refined; nothing to do")
+            return []
+        for name in todo:
+            index = names.index(name)
+            _guard_oom(lambda: _refine_task(ws, index, name, names[:index], reporter, dev), ws, name, dev)
+        return todo
+
+
+def _guard_oom(fn, ws, name, dev):
+    import torch
+
+    try:
+        fn()
+    except torch.cuda.OutOfMemoryError:
+        pass
+    except RuntimeError as exc:
+        if "out of memory" not in str(exc).lower():
+            raise
+    else:
+        return
+    # outside the except block so the traceback (and the tensors it holds) are freed
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    ws.set_task_status(name, "failed")
+    cfg = ws.config
+    raise InputError("--device", f"{dev} ran out of memory while refining {name!r} (patch {list(cfg.preprocess.patch_size)}, "
+                                 f"batch {cfg.retention.fft.batch_size}/{cfg.retention.kd_fft.batch_size}); lower "
+                                 "preprocess.patch_size or retention.*.batch_size in workspace.json, or use --device cpu, "
+                                 "then rerun with --resume")
+
+
+def _spec(ws, name: str, stage: str, stage_cfg):
+    from ..retention.trainer import StageSpec, derive_seed
+
+    return StageSpec(stage=stage, task=name, folder=ws.task_dir(name) / "stages" / stage,
+                     iterations=int(stage_cfg.iterations), lr=float(stage_cfg.lr),
+                     weight_decay=float(stage_cfg.weight_decay), checkpoint_every_s=float(ws.config.checkpoint_every_s),
+                     seed=derive_seed(ws.config.seed, name, stage))
+
+
+def _sampler_factory(cases: list, patch_size, batch_size: int, pos_fraction: float):
+    from ..data.sampling import PatchSampler
+
+    return lambda seed: PatchSampler(cases, tuple(patch_size), int(batch_size), float(pos_fraction), int(seed))
+
+
+def _buffer_cases(ws, earlier: list[str]) -> tuple[list, dict]:
+    from ..selection.manifest import manifest_path, read_manifest
+
+    cases, ids = [], {}
+    for prev in earlier:
+        if not manifest_path(ws.task_dir(prev)).is_file():
+            continue  # an earlier task without a buffer contributes nothing (reported in the record)
+        selected = list(read_manifest(ws.task_dir(prev))["selected"])
+        ids[prev] = selected
+        if selected:
+            cases += [case for _, case in ws.prepared(prev, ids=selected)]
+    return cases, ids
+
+
+def _check_patch(ws) -> None:
+    from ..models.registry import size_divisor
+
+    div = size_divisor(ws.config.arch)
+    patch = ws.config.preprocess.patch_size
+    if any(int(p) % div for p in patch):
+        raise InputError("preprocess.patch_size", f"{list(patch)} must be divisible by {div} for the "
+                                                  f"{ws.config.arch.name} backbone")
+
+
+def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -> None:
+    import torch
+
+    from ..models.foundation import load_foundation
+    from ..models.registry import build_segnet, encoder_out_channels
+    from ..retention.fft import train_fft
+    from ..retention.kd_fft import train_kd_fft
+    from ..retention.lora_kd import train_lora_kd
+    from ..retention.losses import resolve_scales
+    from ..retention.merge import add_lora, lora_parameters, merge_lora
+    from ..retention.trainer import derive_seed
+    from ..selection.manifest import manifest_path
+    from .task_model import ENCODER_FILE, count_params, file_sha256, load_previous_parts, model_dir, save_task_model
+
+    cfg, rc = ws.config, ws.config.retention
+    _check_patch(ws)
+    if not manifest_path(ws.task_dir(name)).is_file():
+        from ..selection.mds import select_task
+
+        select_task(ws, name, reporter, device=str(dev))
+    ws.set_task_status(name, "training")
+    t_task = time.perf_counter()
+    reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
+
+    # -- M_{t-1}: encoder (and decoder from task 2 on); new seeded decoder (task 1) and head ----
+    n_classes = len(ws.labels(name))
+    torch.manual_seed(derive_seed(cfg.seed, name, "init"))
+    net = build_segnet(cfg.arch, n_classes)
+    if index == 0:
+        if not ws.foundation_path.is_file():
+            raise InputError(ws.foundation_path, "foundation model missing; re-run 'medseqft init'")
+        encoder0, _, _ = load_foundation(ws.foundation_path)
+        net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
+        lineage = {"from": "M0", "from_file": "models/foundation.safetensors",
+                   "from_sha256": file_sha256(ws.foundation_path)}
+    else:
+        prev = earlier[-1]
+        enc_state, dec_state = load_previous_parts(ws.task_dir(prev))
+        net.encoder.load_state_dict(enc_state, strict=True)
+        net.decoder.load_state_dict(dec_state, strict=True)
+        lineage = {"from": f"M{index} ({prev})", "from_file": f"tasks/{prev}/model/{ENCODER_FILE}",
+                   "from_sha256": file_sha256(model_dir(ws.task_dir(prev)) / ENCODER_FILE)}
+    net.to(dev)
+
+    pp = cfg.preprocess
+    task_cases = [case for _, case in ws.prepared(name, "train")]
+    if not task_cases:
+        raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
+    stages, record_extra = {}, {}
+    kd = index > 0 and rc.enabled
+    if not kd:
+        log = train_fft(net, _spec(ws, name, "fft", rc.fft), _sampler_factory(task_cases, pp.patch_size, rc.fft.batch_size,
+                                                                           pp.pos_fraction), reporter, dev)
+        stages["fft"] = log.to_dict()
+        encoder_t = net.encoder
+        strategy = "fft" if index == 0 else "seq_fft"
+    else:
+        teacher = copy.deepcopy(net.encoder)  # E_{t-1}, frozen
+        scales = resolve_scales(len(encoder_out_channels(cfg.arch)), rc.distil_scales)
+        buffer, buffer_ids = _buffer_cases(ws, earlier)
+        record_extra["buffer"] = {"tasks": buffer_ids, "cases": len(buffer), "batch": rc.kd_batch}
+        if not buffer:
+            reporter.log(f"{name}: earlier tasks have no buffer cases; KD-FFT runs without distillation",
+                         level="warning", task=name)
+        buffer_batches = _sampler_factory(buffer, pp.patch_size, rc.kd_batch, pp.pos_fraction) if buffer else None
+        log = train_kd_fft(net, teacher, _spec(ws, name, "kd_fft", rc.kd_fft),
+                           _sampler_factory(task_cases, pp.patch_size, rc.kd_fft.batch_size, pp.pos_fraction),
+                           buffer_batches, reporter, dev, float(rc.kd_weight), scales)
+        stages["kd_fft"] = {**log.to_dict(), "distilled_scales": scales, "kd_weight": float(rc.kd_weight)}
+        encoder_t = net.encoder
+        strategy = "kd_fft"
+        if rc.lora_stage:
+            torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
+            student = add_lora(teacher, int(rc.lora_rank), rc.alpha).to(dev)
+            n_lora = count_params_of(lora_parameters(student))
+            log = train_lora_kd(student, net.encoder, _spec(ws, name, "lora_kd", rc.lora_kd),
+                                _sampler_factory(task_cases, pp.patch_size, rc.lora_kd.batch_size, pp.pos_fraction),
+                                reporter, dev, scales)
+            stages["lora_kd"] = {**log.to_dict(), "rank": int(rc.lora_rank), "alpha": rc.alpha, "lora_params": n_lora}
+            t0 = time.perf_counter()
+            reporter.progress("merge", name, 0, 1)
+            encoder_t = merge_lora(student)
+            reporter.progress("merge", name, 1, 1)
+            stages["merge"] = {"time_s": round(time.perf_counter() - t0, 3), "iterations": 1}
+            record_extra["n_params"] = {"lora": n_lora}
+            strategy = "kd_fft+lora_kd+merge"
+
+    record = {
+        "task": name, "index": index, "strategy": strategy, "lineage": lineage, "stages": stages,
+        "n_classes": n_classes, "labels": ws.labels(name), "device": str(dev),
+        "patch_size": list(pp.patch_size), "seed": int(cfg.seed), "config": cfg.to_dict(),
+        "time_s": round(time.perf_counter() - t_task, 3), **record_extra,
+    }
+    metadata = {"task": name, "index": index, "arch": cfg.arch.to_dict(), "lineage": lineage["from"]}
+    save_task_model(ws.task_dir(name), encoder_t.cpu(), net.decoder.cpu(), net.head.cpu(), record, metadata)
+    ws.set_task_status(name, "done")
+    _drop_stage_tensors(ws.task_dir(name) / "stages")
+    reporter.log(f"{name}: M{index + 1} written to {model_dir(ws.task_dir(name))}", task=name)
+
+
+def count_params_of(params: dict) -> int:
+    return int(sum(p.numel() for p in params.values()))
+
+
+def _drop_stage_tensors(folder: Path) -> None:
+    """Once the model is saved the stage tensors are redundant; keep only the small ``state.json`` logs."""
+    if not folder.is_dir():
+        return
+    for path in list(folder.glob("*/*.safetensors")) + list(folder.glob("*/checkpoint.pt")):
+        path.unlink(missing_ok=True)
