@@ -87,43 +87,29 @@ class MedSeqFTWidget(ScriptedLoadableModuleWidget):
 
 
 class MedSeqFTLogic(ScriptedLoadableModuleLogic):
-    """Scripting and batch entry points (no GUI): each runs one library command to the end.
+    """Scripting and batch entry points (no GUI); see Resources/batch/.
 
     ``run(["refine", ws, "--device", "cpu"])`` blocks until the command finishes and returns its
-    exit code (0 ok, 2 bad input, 3 cancelled, 1 internal error); use it from
-    ``Slicer --no-main-window --python-script`` batch scripts.
+    exit code (0 ok, 2 bad input, 3 cancelled, 1 internal error); ``run_sequence`` runs a whole
+    sequence on a list of dataset folders; ``start_job`` starts a detached job to poll.
     """
 
     def __init__(self, cli_prefix=None):
         ScriptedLoadableModuleLogic.__init__(self)
         self.cli_prefix = list(cli_prefix) if cli_prefix else default_cli_prefix()
 
-    def run(self, args, echo=True):
-        import subprocess
+    def run(self, args):
+        from MedSeqFTUI.batch import run_command
 
-        proc = subprocess.run(self.cli_prefix + [str(a) for a in args], env=library_env(), capture_output=not echo, text=True)
-        return proc.returncode
+        return run_command(args, self.cli_prefix)
 
-    def run_sequence(self, workspace, datasets, foundation="demo", preset="cpu_demo", device="auto", extra_init=()):
-        """Create ``workspace`` (if new), add every dataset folder as a task, select, refine, evaluate.
+    def run_sequence(self, workspace, datasets, foundation="demo", preset="cpu_demo", device="auto", init_args=()):
+        from MedSeqFTUI.batch import run_sequence
 
-        Returns:
-            the first non-zero exit code, or 0.
-        """
-        workspace = Path(workspace)
-        steps = []
-        if not (workspace / "workspace.json").is_file():
-            steps.append(["init", workspace, "--foundation", foundation, "--preset", preset, *extra_init])
-        steps += [["add-task", workspace, d] for d in datasets]
-        steps += [["select", workspace], ["refine", workspace, "--device", device], ["evaluate", workspace]]
-        for step in steps:
-            code = self.run(step)
-            if code != 0:
-                return code
-        return 0
+        return run_sequence(workspace, datasets, foundation, preset, device, init_args, cli_prefix=self.cli_prefix)
 
     def start_job(self, workspace, command, args=()):
-        """Start a detached job and return its ``JobProcess`` (poll it to follow progress)."""
+        """Start a detached job and return its ``JobProcess`` (call ``poll()`` to follow it)."""
         job = JobProcess(workspace, self.cli_prefix)
         job.start(command, args)
         return job

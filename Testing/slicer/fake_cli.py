@@ -90,6 +90,17 @@ def main():
                 except ProcessLookupError:
                     pass
         return 0
+    if args.command in ("init", "add-task", "select", "evaluate") or (args.command == "refine" and not args.detach and not args.worker):
+        # foreground steps of a batch sequence: record the call; a missing dataset is bad input
+        if args.command == "add-task" and not Path(sys.argv[3]).is_dir():
+            sys.stderr.write(f"medseqft add-task: error: {sys.argv[3]}: dataset folder not found\n")
+            return 2
+        ws.mkdir(parents=True, exist_ok=True)
+        if args.command == "init":
+            (ws / "workspace.json").write_text("{}")
+        with open(ws / "calls.txt", "a") as fh:
+            fh.write(" ".join([args.command] + sys.argv[3:]) + "\n")
+        return 0
     if args.command == "refine":
         if args.worker:
             return worker(args)
