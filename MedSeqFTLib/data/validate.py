@@ -144,9 +144,41 @@ def _label_values(path: Path) -> np.ndarray:
     return np.flatnonzero(counts)
 
 
+def _nifti_nonfinite(path: Path) -> int:
+    """NaN/Inf voxels of a floating-point NIfTI file, counted from the file's own bytes.
+
+    SimpleITK's NIfTI reader silently turns NaN/Inf into 0 (checked with SimpleITK 2.5), so
+    those files are scanned with nibabel, slab by slab along the last axis.
+    """
+    try:
+        import nibabel as nib
+    except ImportError:  # optional: without nibabel the SimpleITK check below still runs
+        return 0
+    try:
+        img = nib.load(str(path))
+    except Exception:  # nibabel refuses some files SimpleITK reads: the main read reports problems
+        return 0
+    if np.dtype(img.get_data_dtype()).kind != "f" and img.dataobj.slope in (1.0, None):
+        return 0
+    proxy = img.dataobj
+    shape = img.shape
+    if len(shape) < 3:
+        return 0
+    step = max(1, (1 << 24) // max(1, int(np.prod(shape[:2]))))
+    bad = 0
+    for z in range(0, shape[2], step):
+        slab = np.asarray(proxy[:, :, z:z + step])
+        bad += int(slab.size - np.count_nonzero(np.isfinite(slab)))
+    return bad
+
+
 def _image_min(path: Path) -> float:
     """Minimum of an image, after checking it has no NaN/Inf voxels."""
-    img, arr = _voxels(path)
+    img, arr = _voxels(path)  # first: reports corrupt or truncated files
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        bad = _nifti_nonfinite(path)
+        if bad:
+            raise InputError(path, f"image contains {bad:,} NaN/Inf voxel(s)")
     lo, bad = np.inf, 0
     for slab in _slabs(arr):
         if arr.dtype.kind == "f":

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import make_nnunet, run_cli, snapshot, write_image
+from cli_helpers import make_nnunet, run_cli, snapshot, write_image
 
 
 def _expect_refusal(capsys, workspace, dataset, *matches, extra=()):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import make_nnunet, run_cli, snapshot
+from cli_helpers import make_nnunet, run_cli, snapshot
 
 from MedSeqFTLib.sequence.workspace import SCHEMA_VERSION, Workspace
 
