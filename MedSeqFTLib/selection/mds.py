@@ -176,11 +176,11 @@ def score_volumes(volumes: Sequence, case_ids: Sequence[str], encoder, head, pre
                 if reporter is not None:
                     reporter.check_cancel()
                     now = time.monotonic()
-                    if now - last_report >= _REPORT_EVERY_S:
+                    if now - last_report >= _REPORT_EVERY_S or passes == total:
                         last_report = now
                         reporter.progress("select", task, min(passes, total), total,
                                           message=f"{int(todo.sum())} of {n} cases still sampled")
-    if reporter is not None:
+    if reporter is not None and passes < total:  # adaptive: close the bar (fixed R already reported total)
         reporter.progress("select", task, total, total, message=f"{passes} SSL loss evaluations")
     return ScoreResult(result, passes, calls)
 
