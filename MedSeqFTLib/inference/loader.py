@@ -29,13 +29,13 @@ def model_dir(ws, name: str) -> Path:
 
 
 def is_finished(ws, name: str) -> bool:
-    """True when the task's status is ``done`` and both model files exist."""
+    """True when the task's status is ``done`` and its model is complete (``record.json`` is written last)."""
     try:
         status = ws.task(name).get("status")
     except InputError:
         return False
     folder = model_dir(ws, name)
-    return status == "done" and (folder / ENCODER_FILE).is_file() and (folder / DECODER_FILE).is_file()
+    return status == "done" and all((folder / f).is_file() for f in (ENCODER_FILE, DECODER_FILE, RECORD_FILE))
 
 
 def require_finished(ws, name: str) -> dict:

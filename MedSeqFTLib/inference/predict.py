@@ -213,6 +213,8 @@ def write_prediction(img, out_path: Path, labels: dict) -> Path:
         _slicer_segment_metadata(img, labels)
     write_image(img, out_path)
     stem = out_path.name[: -len(suffix)] if suffix else out_path.stem
+    if stem.endswith(".seg"):  # Slicer's case.seg.nrrd -> case.labels.json
+        stem = stem[: -len(".seg")]
     atomic_write_json(out_path.with_name(stem + ".labels.json"), {n: int(v) for n, v in labels.items()})
     return out_path
 

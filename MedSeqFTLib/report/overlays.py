@@ -90,6 +90,7 @@ def render_overlay(image: np.ndarray, label: np.ndarray, pred: np.ndarray, spaci
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle(title)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.1, wspace=0.03)
     return save_figure(fig, path)
 
 

@@ -30,7 +30,7 @@ def save_figure(fig, path: Path) -> Path:
     """Save ``fig`` as PNG atomically and close it."""
     plt = pyplot()
     try:
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     finally:
         plt.close(fig)
     return Path(path)
@@ -50,17 +50,20 @@ def plot_loss_curves(task: str, stages: dict, path: Path) -> Optional[Path]:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(plottable), figsize=(4.2 * len(plottable), 3.2), squeeze=False)
     for ax, (stage, info) in zip(axes[0], plottable.items()):
+        positive = True
         for name, points in info["losses"].items():
             pts = np.asarray(points, dtype=float).reshape(-1, 2)
             if len(pts):
                 ax.plot(pts[:, 0], pts[:, 1], label=name)
+                positive = positive and bool(np.all(pts[:, 1] > 0))
         ax.set_title(f"{task}: {stage}")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
-        if len(pts) and np.all(pts[:, 1] > 0):
-            ax.set_yscale("log")
+        if positive:
+            ax.set_yscale("log")  # losses span decades; a linear axis hides the late phase
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -82,6 +85,7 @@ def plot_forgetting(doc: dict, path: Path) -> Optional[Path]:
     ax.set_xlabel("evaluated task j")
     ax.set_ylabel("model after task t")
     fig.colorbar(im, ax=ax, label="Dice %")
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -136,4 +140,5 @@ def plot_param_change(transitions: list, path: Path) -> Optional[Path]:
     ax.set_title("Per-layer parameter change of the encoder")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
     return save_figure(fig, path)

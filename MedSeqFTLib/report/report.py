@@ -75,6 +75,10 @@ def rft_overhead(stages_by_task: dict) -> Optional[dict]:
             "ratio_total": sum(totals) / len(totals) if totals else None, "tasks": [t for t, _ in kd]}
 
 
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower())
+
+
 class _Doc:
     """Accumulates sections as HTML and Markdown at the same time."""
 
@@ -84,7 +88,7 @@ class _Doc:
         self.md: list = []
 
     def section(self, title: str, note: str) -> None:
-        self.html.append(f"<h2 id='{title.lower().replace(' ', '-')}'>{html.escape(title)}</h2>"
+        self.html.append(f"<h2 id='{_slug(title)}'>{html.escape(title)}</h2>"
                          f"<p class='note'>{html.escape(note)}</p>")
         self.md.append(f"\n## {title}\n\n_{note}_\n")
 
@@ -106,7 +110,7 @@ class _Doc:
         self.md.append(f"![{caption}]({rel})\n")
 
     def render_html(self) -> str:
-        toc = "".join(f"<li><a href='#{s.lower().replace(' ', '-')}'>{s}</a></li>" for s in SECTIONS)
+        toc = "".join(f"<li><a href='#{_slug(s)}'>{html.escape(s)}</a></li>" for s in SECTIONS)
         return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
                 f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1><ul>{toc}</ul>"
                 + "\n".join(self.html) + "</body></html>\n")
