@@ -12,6 +12,7 @@ whole sequence of batches.
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterator, Sequence, Union
 
 import numpy as np
@@ -92,10 +93,12 @@ class PatchSampler:
         from monai.transforms.utils import generate_pos_neg_label_crop_centers
 
         fg, bg = self._fg[k], self._bg[k]
-        # decide here, so a case without foreground (or background) needs no MONAI warning
         pos = 1.0 if len(bg) == 0 else (0.0 if len(fg) == 0 else self.pos_fraction)
-        centre = generate_pos_neg_label_crop_centers(
-            self.patch, 1, pos, self._labels[k].shape[1:], fg, bg, self.rand)[0]
+        with warnings.catch_warnings():
+            # MONAI warns on every patch of a case without foreground; that case is legitimate
+            warnings.simplefilter("ignore", UserWarning)
+            centre = generate_pos_neg_label_crop_centers(
+                self.patch, 1, pos, self._labels[k].shape[1:], fg, bg, self.rand)[0]
         crop = SpatialCrop(roi_center=[int(c) for c in centre], roi_size=self.patch)
         return np.asarray(crop(self._images[k])), np.asarray(crop(self._labels[k]))
 
