@@ -1,0 +1,107 @@
+"""Parallel PEFT baselines: M0's encoder frozen, only LoRA (or nothing) in it, decoder + head trained.
+
+The product has no such mode, so this is the smallest extension on top of its pieces: the
+network comes from ``models.registry.build_segnet`` with M0's encoder, LoRA from
+``retention.merge.add_lora`` (every Linear / Conv3d, the same injection K&G RFT uses), and the
+training loop is the product's FFT stage (``retention.fft.train_fft`` trains exactly the
+parameters that require a gradient: LoRA + decoder + head, or decoder + head). The LoRA is
+then merged (``retention.merge.merge_lora``) and the model is written with the product's
+``sequence.task_model.save_task_model``, so ``evaluate_workspace`` scores it like any other
+task model. Stage checkpoints make it resumable like the runner.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["train_peft_workspace"]
+
+
+def _stage_spec(ws, name: str, stage_cfg):
+    from ..retention.trainer import StageSpec, derive_seed
+
+    # stage "fft" keeps the event protocol's stage names; the folder says what it really is
+    return StageSpec(stage="fft", task=name, folder=ws.task_dir(name) / "stages" / "peft",
+                     iterations=int(stage_cfg.iterations), lr=float(stage_cfg.lr),
+                     weight_decay=float(stage_cfg.weight_decay), checkpoint_every_s=float(ws.config.checkpoint_every_s),
+                     seed=derive_seed(ws.config.seed, name, "fft"))
+
+
+def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: str = "auto") -> list[str]:
+    """Train every unfinished task of ``ws`` from M0 with a frozen encoder.
+
+    Args:
+        ws: an open ``Workspace`` (usually with one task: the parallel setting).
+        mode: ``"lora"`` (LoRA rank ``rank`` in the frozen encoder, alpha = rank) or ``"head"``
+            (no adapter; decoder + head only).
+        rank: LoRA rank for ``mode == "lora"``.
+        reporter: progress / cancel.
+        device: ``auto``, ``cpu``, ``cuda``...
+
+    Returns:
+        The tasks trained by this call.
+
+    Raises:
+        ValueError: unknown ``mode`` or a rank < 1 with ``mode == "lora"``.
+        InputError: missing foundation or training data.
+    """
+    import torch
+
+    from ..data.sampling import PatchSampler
+    from ..errors import InputError
+    from ..jobs.reporter import NullReporter
+    from ..models.foundation import load_foundation
+    from ..models.registry import build_segnet
+    from ..retention.fft import train_fft
+    from ..retention.merge import add_lora, lora_parameters, merge_lora
+    from ..retention.trainer import derive_seed
+    from ..sequence.runner import pending_tasks, resolve_device
+    from ..sequence.task_model import file_sha256, save_task_model
+
+    if mode not in ("lora", "head") or (mode == "lora" and int(rank) < 1):
+        raise ValueError(f"mode must be 'lora' (rank >= 1) or 'head', got {mode!r} rank {rank}")
+    reporter = reporter or NullReporter()
+    dev = resolve_device(device)
+    cfg = ws.config
+    pp, stage_cfg = cfg.preprocess, cfg.retention.fft
+    trained = []
+    with ws.lock("benchmark"):
+        for name in pending_tasks(ws):
+            t0 = time.perf_counter()
+            ws.set_task_status(name, "training")
+            torch.manual_seed(derive_seed(cfg.seed, name, "init"))
+            net = build_segnet(cfg.arch, len(ws.labels(name)))
+            if not ws.foundation_path.is_file():
+                raise InputError(ws.foundation_path, "foundation model missing")
+            encoder0, _, _ = load_foundation(ws.foundation_path)
+            net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
+            if mode == "lora":
+                torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
+                add_lora(net.encoder, int(rank), float(rank))  # freezes every non-LoRA encoder weight
+                n_adapter = int(sum(p.numel() for p in lora_parameters(net.encoder).values()))
+            else:
+                for p in net.encoder.parameters():
+                    p.requires_grad_(False)
+                n_adapter = 0
+            net.to(dev)
+            cases = [case for _, case in ws.prepared(name, "train")]
+            if not cases:
+                raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
+            factory = lambda seed, c=cases: PatchSampler(c, tuple(pp.patch_size), int(stage_cfg.batch_size),  # noqa: E731
+                                                         float(pp.pos_fraction), int(seed))
+            n_trainable = int(sum(p.numel() for p in net.parameters() if p.requires_grad))
+            log = train_fft(net, _stage_spec(ws, name, stage_cfg), factory, reporter, dev)
+            encoder_t = merge_lora(net.encoder) if mode == "lora" else net.encoder
+            strategy = f"peft_lora_r{rank}" if mode == "lora" else "peft_head_only"
+            stages = {"fft": {**log.to_dict(), "trainable_params": n_trainable, "adapter_params": n_adapter}}
+            record = {"task": name, "index": ws.task_names().index(name), "strategy": strategy,
+                      "lineage": {"from": "M0", "from_file": "models/foundation.safetensors",
+                                  "from_sha256": file_sha256(ws.foundation_path)},
+                      "stages": stages, "n_classes": len(ws.labels(name)), "labels": ws.labels(name),
+                      "device": str(dev), "patch_size": list(pp.patch_size), "seed": int(cfg.seed),
+                      "config": cfg.to_dict(), "time_s": round(time.perf_counter() - t0, 3)}
+            metadata = {"task": name, "index": record["index"], "arch": cfg.arch.to_dict(), "lineage": "M0"}
+            save_task_model(ws.task_dir(name), encoder_t.cpu(), net.decoder.cpu(), net.head.cpu(), record, metadata)
+            ws.set_task_status(name, "done")
+            trained.append(name)
+    return trained

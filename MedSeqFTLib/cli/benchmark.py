@@ -1,0 +1,66 @@
+"""``medseqft benchmark``: fine-tuning strategies side by side (the paper's Table III on your data)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "compare fine-tuning strategies (TFS, FFT, PEFT, Seq-FT, +Random, +MDS, +K&G, MedSeqFT, joint, transfer)"
+DESCRIPTION = (HELP + ". Every strategy is a product workspace trained with the same budget per stage and the same "
+               "data splits; results go to OUT/results.md, results.csv, summary.csv and benchmark.png. Rerunning with "
+               "the same --out continues an interrupted benchmark and reuses finished (strategy, seed) runs.")
+JOB = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", nargs="+", type=Path, metavar="DIR",
+                   help="task datasets in sequence order (nnU-Net v2 / MSD / plain); default: generated phantom tasks")
+    p.add_argument("--transfer-task", type=Path, metavar="DIR",
+                   help="unseen task for the transfer experiment (default with phantoms: one extra phantom task)")
+    p.add_argument("--strategies", default="all",
+                   help="comma list of tfs,fft,lora_r2,lora_r8,head_only,seq_ft,seq_random,seq_mds,seq_kg,medseqft,"
+                        "joint,transfer or 'all' (default)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--out", type=Path, default=Path("medseqft_benchmark"), help="output folder (default ./medseqft_benchmark)")
+    p.add_argument("--preset", default="cpu", help="cpu (default: minutes per strategy on 2 cores) | gpu | tiny")
+    p.add_argument("--iterations", type=int, help="steps of every FFT / KD-FFT / PEFT stage (overrides the preset)")
+    p.add_argument("--lora-iterations", type=int, help="steps of the LoRA-KD stage (overrides the preset)")
+    p.add_argument("--lr", type=float, help="learning rate of FFT / KD-FFT / PEFT / joint (overrides the preset)")
+    p.add_argument("--kd-weight", type=float, help="weight of the buffer distillation loss (overrides the preset)")
+    p.add_argument("--buffer-k", type=int, help="buffer cases per task (overrides the preset)")
+    p.add_argument("--foundation", default="demo", help="demo (the cached demo M0) or a foundation file")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def job_root(args):
+    return Path(args.out) / "jobs"
+
+
+def run(args, reporter) -> int:
+    from ..errors import InputError
+    from ..benchmark.run import run_benchmark
+    from ..benchmark.settings import bench_preset
+    from ..benchmark.strategies import parse_strategies
+
+    if args.seeds < 1:
+        raise InputError("--seeds", f"must be >= 1, got {args.seeds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError("--threads", f"must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = bench_preset(args.preset, iterations=args.iterations, lora_iterations=args.lora_iterations, lr=args.lr,
+                            kd_weight=args.kd_weight, buffer_k=args.buffer_k)
+    strategies = parse_strategies(args.strategies)
+    for d in list(args.tasks or []) + ([args.transfer_task] if args.transfer_task else []):
+        if not Path(d).is_dir():
+            raise InputError(d, "task dataset folder not found")
+    res = run_benchmark(args.out, strategies, list(range(args.seeds)), settings, datasets=args.tasks,
+                        transfer_dataset=args.transfer_task, foundation=args.foundation, device=args.device,
+                        reporter=reporter)
+    print(Path(res["tables"]["markdown"]).read_text(encoding="utf-8"))
+    print(f"written: {res['tables']['markdown']}, {res['tables']['csv']}, {res['tables']['summary_csv']}, "
+          f"{res['tables']['plot']} ({res['seconds']:.0f} s)")
+    return 0
