@@ -82,3 +82,20 @@ def test_parse_image_args_channels(tmp_path):
         parse_image_args([str(tmp_path / "missing.nii.gz")], 1)
     assert output_name(Path("dir/case_0000.nrrd")) == "case.nrrd"
     assert output_name(Path("scan.nii.gz"), ".mha") == "scan.mha"
+
+
+def test_seg_nrrd_loads_in_slicer_mrml_with_names_and_values(tmp_path):
+    """Slicer's own segmentation reader (slicer-core, no Qt) reads the segment names and label values."""
+    slicer = pytest.importorskip("slicer")
+    from MedSeqFTLib.inference.predict import write_prediction
+
+    _, lab = write_case(tmp_path, "c", np.random.default_rng(0), labels_max=2)
+    path = write_prediction(sitk.ReadImage(str(lab)), tmp_path / "out.seg.nrrd", {"background": 0, "organ": 1, "core": 2})
+    scene = slicer.vtkMRMLScene()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node) == 1
+    seg = node.GetSegmentation()
+    got = {seg.GetNthSegment(i).GetName(): seg.GetNthSegment(i).GetLabelValue() for i in range(seg.GetNumberOfSegments())}
+    assert got == {"organ": 1, "core": 2}
