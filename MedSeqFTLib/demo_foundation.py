@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -198,15 +199,38 @@ def demo_foundation(cache_dir: Optional[str | Path] = None, reporter=None) -> Pa
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    if reporter is not None:
-        reporter.log(f"building the demo foundation model (once; cached as {path})", stage="pretrain")
-    ph = recipe["phantoms"]
-    with tempfile.TemporaryDirectory(prefix=".phantoms.", dir=folder) as tmp:
-        datasets = generate_phantoms(Path(tmp), tasks=ph["tasks"], cases=ph["cases"], seed=ph["seed"], size=ph["size"],
-                                     test_cases=ph["test_cases"])
-        build_foundation(path, datasets, arch=ArchConfig.from_dict(recipe["arch"]), pretext=recipe["pretext"],
-                         steps=recipe["steps"], seed=recipe["seed"], patch_size=recipe["patch_size"],
-                         batch_size=recipe["batch_size"], lr=recipe["lr"],
-                         preprocess=PreprocessConfig.from_dict(recipe["preprocess"]), reporter=reporter,
-                         extra_metadata={"source": "demo", "recipe": recipe, "recipe_key": recipe_key(recipe)})
+    with _build_lock(path.with_suffix(".lock")):
+        if path.is_file():  # another process built it while we waited
+            return path
+        if reporter is not None:
+            reporter.log(f"building the demo foundation model (once; cached as {path})", stage="pretrain")
+        ph = recipe["phantoms"]
+        with tempfile.TemporaryDirectory(prefix=".phantoms.", dir=folder) as tmp:
+            datasets = generate_phantoms(Path(tmp), tasks=ph["tasks"], cases=ph["cases"], seed=ph["seed"],
+                                         size=ph["size"], test_cases=ph["test_cases"])
+            build_foundation(path, datasets, arch=ArchConfig.from_dict(recipe["arch"]), pretext=recipe["pretext"],
+                             steps=recipe["steps"], seed=recipe["seed"], patch_size=recipe["patch_size"],
+                             batch_size=recipe["batch_size"], lr=recipe["lr"],
+                             preprocess=PreprocessConfig.from_dict(recipe["preprocess"]), reporter=reporter,
+                             extra_metadata={"source": "demo", "recipe": recipe, "recipe_key": recipe_key(recipe)})
     return path
+
+
+@contextmanager
+def _build_lock(lock_path: Path):
+    """Exclusive ``flock`` on ``lock_path`` so concurrent first runs build the model once.
+
+    Where ``fcntl`` is missing (Windows) there is no lock: concurrent builds then both
+    write the same file atomically, which is wasteful but safe.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
