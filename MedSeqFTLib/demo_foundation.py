@@ -108,7 +108,7 @@ def load_volumes(images: Sequence[tuple[list[Path], str]], preprocess: Preproces
         array, _ = prepare_image_for_inference(paths, preprocess, modality)
         volumes.append(array)
         if reporter is not None:
-            reporter.progress("pretrain", None, i, len(images), message=f"read {paths[0].name}")
+            reporter.progress("pretrain", "reading images", i, len(images), message=f"read {paths[0].name}")
             reporter.check_cancel()
     return volumes
 
