@@ -108,7 +108,8 @@ def _transforms(cfg: PreprocessConfig, modality: str, with_label: bool):
         EnsureChannelFirstd(keys),
         Orientationd(keys, axcodes="RAS", labels=None),  # None: follow the MetaTensor space (RAS)
         # outside the source grid: CT repeats its border (0 HU would be tissue), MR and labels get 0
-        Spacingd(keys, pixdim=cfg.spacing, mode=modes, padding_mode=["border" if ct else "zeros", "zeros"][:len(keys)]),
+        Spacingd(keys, pixdim=cfg.spacing, mode=modes, padding_mode=["border" if ct else "zeros", "zeros"][:len(keys)],
+                 dtype=np.float32),
     ]
     if cfg.crop_foreground:
         steps.append(CropForegroundd(keys, source_key="image", select_fn=_ct_body if ct else _positive,
