@@ -99,7 +99,8 @@ class PreprocessConfig(_Serialisable):
         spacing: target voxel spacing in mm (x, y, z) after reorientation to RAS.
         ct_window: HU window mapped to [0, 1] for CT; MR images are z-scored instead.
         patch_size: training patch (x, y, z) in voxels.
-        crop_foreground: crop each case to the body (intensity above the window floor).
+        crop_foreground: crop each case to the body (CT: above -500 HU; MR: above 0) before the
+            intensity step, with a 2-voxel margin.
         pos_fraction: share of training patches centred on a labelled voxel.
     """
 
