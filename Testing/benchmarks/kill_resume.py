@@ -3,12 +3,12 @@
     python Testing/benchmarks/kill_resume.py [--trials 20] [--seed 0] [--max-delay 2.0] [--fake]
 
 One tiny workspace (2 phantom tasks of 4 cases, size-24 volumes, small_unet feature size 4,
-16^3 patches, ~10 iterations per stage) is refined repeatedly: each trial starts
-``refine --resume``, waits for its first progress event plus a random delay, SIGKILLs it,
-notes the sha256 of every finished task's model files, then runs ``refine --resume`` to
-completion (or to the next kill). A trial succeeds when the resumed run exits 0, every task is
-``done``, and no file of a task that was finished before the kill changed. When all tasks are
-done the workspace is reset to a fresh copy and the trials go on.
+16^3 patches, 10 iterations per stage; ``tiny_workspace.py``) is refined repeatedly: each
+trial starts ``refine --resume``, waits for its first progress event plus a random delay
+(uniform within an uninterrupted run's training time), SIGKILLs it and notes the sha256 of
+every finished task's model files. After a chain of kills, ``refine --resume`` must run to
+completion. A trial succeeds when that resume exits 0, every task is ``done``, and no file of a
+task that was finished at the time of the kill changed.
 
 ``--fake`` runs the same protocol on the job tests' hash-chain command (no torch; seconds).
 The test suite imports this file (``Testing/jobs/test_kill_resume.py``).
@@ -181,35 +181,58 @@ def reference_run(driver, pristine: Path, folder: Path) -> tuple[float, dict]:
     return time.monotonic() - t0, driver.finished_files(ref)
 
 
-def run_trials(driver, folder: Path, trials: int, seed: int, max_delay=None, log=print) -> tuple[int, list]:
+def run_trials(driver, folder: Path, trials: int, seed: int, max_delay=None, kills_per_chain: int = 5,
+               log=print) -> tuple[int, list]:
     """Run ``trials`` kill/resume trials; returns (successes, [problems per failed trial]).
 
-    Each kill lands at a uniformly random time within the measured training time of an
-    uninterrupted reference run (or within ``max_delay`` s of the first progress event).
+    Trials run in chains on one fresh copy of the workspace: up to ``kills_per_chain`` runs of
+    ``refine --resume`` are each SIGKILLed at a uniformly random time within the measured
+    training time of an uninterrupted reference run (or ``max_delay`` s after the first
+    progress event), then one last resume must complete. A trial (one kill) succeeds when the
+    chain's final resume exits 0 with every task done and no file of a task that was finished
+    at the time of that kill changed afterwards (and, for a deterministic driver, when the
+    final files equal the uninterrupted run's).
     """
     rng = random.Random(seed)
     pristine = driver.setup(folder / "pristine")
-    train_s, reference = reference_run(driver, pristine, folder)
-    log(f"reference run: {train_s:.1f} s of training, {len(reference)} model file(s)")
-    max_delay = train_s if max_delay is None else max_delay
+    reference = None
+    if max_delay is None or driver.deterministic_resume:
+        train_s, reference = reference_run(driver, pristine, folder)
+        log(f"reference run: {train_s:.1f} s of training, {len(reference)} model file(s)")
+        max_delay = 0.9 * train_s if max_delay is None else max_delay
     work = folder / "work"
     failures = []
-    ok = 0
-    for i in range(trials):
+    ok = done = 0
+    while done < trials:
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(pristine, work)
-        k = kill_once(driver, work, rng, max_delay)
+        chain = []
+        while len(chain) < min(kills_per_chain, trials - done):
+            k = kill_once(driver, work, rng, max_delay)
+            if not k["killed"]:
+                if k["rc"] != 0:
+                    failures.append([f"a resumed run exited {k['rc']} on its own"])
+                    done += 1
+                    log(f"trial {done:2d}: FAILED: the resumed run exited {k['rc']} before the kill")
+                    break
+                if driver.all_done(work):
+                    break   # the chain finished by itself: the final resume below is a no-op run
+                continue
+            chain.append(k)
         proc = resume_to_end(driver, work)
-        problems = check_trial(driver, work, k["before"], proc)
-        if not problems and driver.deterministic_resume and driver.finished_files(work) != reference:
-            problems.append("the resumed result differs from the uninterrupted run")
-        status = "ok" if not problems else "FAILED: " + "; ".join(problems)
-        log(f"trial {i + 1:2d}: killed={k['killed']} after +{k['delay']:.2f}s, "
-            f"{len(k['before'])} finished file(s) kept -> {status}")
-        if problems:
-            failures.append(problems)
-        else:
-            ok += 1
+        for k in chain:
+            problems = check_trial(driver, work, k["before"], proc)
+            if not problems and driver.deterministic_resume and driver.finished_files(work) != reference:
+                problems.append("the resumed result differs from the uninterrupted run")
+            done += 1
+            status = "ok" if not problems else "FAILED: " + "; ".join(problems)
+            log(f"trial {done:2d}: killed after +{k['delay']:.2f}s with {len(k['before'])} finished file(s) -> {status}")
+            if problems:
+                failures.append(problems)
+            else:
+                ok += 1
+        if not chain:
+            max_delay *= 0.5   # runs finish faster than the reference: kill earlier
     return ok, failures
 
 
@@ -219,6 +242,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-delay", type=float, default=None, help="largest random delay after the first progress event (s); default: the training time of an uninterrupted run")
     p.add_argument("--fake", action="store_true", help="use the hash-chain test job instead of refine")
+    p.add_argument("--kills-per-chain", type=int, default=4, help="kills before each completing resume (default 4)")
     p.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a temp folder)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -227,7 +251,7 @@ def main(argv=None) -> int:
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="kill_resume_"))
     t0 = time.perf_counter()
-    ok, failures = run_trials(driver, folder, args.trials, args.seed, args.max_delay)
+    ok, failures = run_trials(driver, folder, args.trials, args.seed, args.max_delay, args.kills_per_chain)
     print(f"{ok}/{args.trials} kill/resume trials succeeded ({time.perf_counter() - t0:.0f} s, "
           f"{'fake job' if args.fake else 'refine'})")
     if args.keep is None:

@@ -41,5 +41,6 @@ def test_the_checker_notices_a_changed_finished_file(tmp_path):
 @pytest.mark.skipif(not HAVE_REFINE, reason="medseqft refine is not in this checkout yet")
 def test_refine_survives_five_random_sigkills(tmp_path):
     lines = []
-    ok, failures = kill_resume.run_trials(kill_resume.RefineDriver(), tmp_path, trials=5, seed=3, log=lines.append)
+    ok, failures = kill_resume.run_trials(kill_resume.RefineDriver(), tmp_path, trials=5, seed=3, max_delay=4.0,
+                                           kills_per_chain=5, log=lines.append)
     assert failures == [] and ok == 5, "\n".join(lines)
