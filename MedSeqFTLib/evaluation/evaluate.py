@@ -37,7 +37,8 @@ def _label_array(path: Path, reference) -> tuple[np.ndarray, tuple]:
     from ..data.imageio import Geometry, read_image, sitk_to_ras_array
 
     img = read_image(path)
-    problem = Geometry.from_image(img).matches(Geometry.from_image(reference))
+    # same tolerance as training's preprocessing, so every case that trained also evaluates
+    problem = Geometry.from_image(img).matches(Geometry.from_image(reference), tol=1e-3)
     if problem is not None:
         raise InputError(path, f"label grid differs from its image: {problem}")
     arr, _ = sitk_to_ras_array(img)
@@ -63,8 +64,17 @@ class TestSet:
 
 
 def evaluate_model_on_task(ws, model, test_set: TestSet, device=None, save_dir: Optional[Path] = None,
-                           reporter=None, stage_task: str = "", step0: int = 0, total: int = 0) -> dict:
+                           reporter=None, label: str = "", step0: int = 0, total: int = 0) -> dict:
     """Score ``model`` on a task's test cases.
+
+    Args:
+        ws: the ``Workspace``.
+        model: a ``SegNet`` on ``device`` whose head fits the task's labels.
+        test_set: the task's ``TestSet``.
+        device: torch device.
+        save_dir: if given, each prediction is written there as ``<case>.nii.gz``.
+        reporter: progress (stage ``"evaluate"``) when ``total`` > 0, counting from ``step0``.
+        label: what the progress message calls this (model, task) pair.
 
     Returns:
         ``summarize_cases`` result plus ``"cases": {case id: case_metrics}``.
@@ -82,8 +92,9 @@ def evaluate_model_on_task(ws, model, test_set: TestSet, device=None, save_dir: 
         pred, _ = sitk_to_ras_array(pred_img)
         per_case[cid] = case_metrics(pred, label, spacing, test_set.record["labels"])
         if reporter is not None and total:
-            reporter.progress("evaluate", stage_task, step0 + i, total,
-                              losses={"dice": per_case[cid]["dice"]}, message=f"{stage_task} case {cid}")
+            # one bar over all (model, task) pairs: the task field stays None so the ETA spans the whole run
+            reporter.progress("evaluate", None, step0 + i, total,
+                              losses={"dice": per_case[cid]["dice"]}, message=f"{label}, case {cid}")
     out = summarize_cases(per_case)
     out["cases"] = per_case
     return out
@@ -136,7 +147,7 @@ def evaluate_workspace(ws, task: Optional[str] = None, reporter=None, device: st
         save_dir = metrics_dir / "predictions" / j if t == j else None
         t0 = time.time()
         res = evaluate_model_on_task(ws, model, test_sets[j], device=dev, save_dir=save_dir, reporter=reporter,
-                                     stage_task=f"{t}->{j}", step0=step, total=total)
+                                     label=f"M[{t}] on {j}", step0=step, total=total)
         step += len(test_sets[j].cases)
         res.update({"encoder_from": t, "decoder_from": j, "seconds": round(time.time() - t0, 3)})
         results.setdefault(t, {})[j] = res
