@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import env, events, fake_cmd, medseqft, the_job, wait_for
+from jobs_helpers import env, events, fake_cmd, medseqft, the_job, wait_for
 from MedSeqFTLib.jobs.job_folder import JobFolder, list_jobs
 
 
