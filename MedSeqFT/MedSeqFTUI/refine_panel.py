@@ -5,7 +5,7 @@ log, fed from ``events.jsonl`` by the controller's timer."""
 from __future__ import annotations
 
 from .events import format_duration
-from .jobprocess import read_status
+from .jobprocess import pid_alive, read_status
 from .qtcompat import get, qt
 from .widgets import hbox, section_layout
 from . import workspace_files as wf
@@ -29,7 +29,8 @@ class RefinePanel:
         self.iterationsSpin = qt.QSpinBox()
         self.iterationsSpin.setRange(0, 1000000)
         self.iterationsSpin.setSpecialValueText("workspace default")
-        self.iterationsSpin.setToolTip("fine-tuning iterations per task (paper: 25,000); LoRA distillation uses 1/5")
+        self.iterationsSpin.setToolTip("fine-tuning iterations per task (paper: 25,000); LoRA distillation gets a fifth. "
+                                       "Stored in workspace.json when you press Start")
         form.addRow("Iterations:", self.iterationsSpin)
         self.rankSpin = qt.QSpinBox()
         self.rankSpin.setRange(1, 64)
@@ -64,7 +65,7 @@ class RefinePanel:
         layout.addWidget(box)
         self.startButton.clicked.connect(lambda *_: self.on_start_or_cancel())
         self.resumeButton.clicked.connect(lambda *_: self.on_resume())
-        self.c.workspaceChanged.connect(lambda *_: self._update_enabled())
+        self.c.workspaceChanged.connect(lambda *_: (self.load_hyper_parameters(), self._update_enabled()))
         self.c.busyChanged.connect(lambda *_: self._update_enabled())
         self.c.jobStarted.connect(self.on_job_started)
         self.c.jobEvents.connect(self.on_job_events)
@@ -97,14 +98,19 @@ class RefinePanel:
     # -- actions --------------------------------------------------------------------------
     def refine_arguments(self, resume: bool = False) -> list:
         args = ["--device", get(self.deviceCombo, "currentText")]
-        if get(self.iterationsSpin, "value") > 0:
-            args += ["--iterations", str(get(self.iterationsSpin, "value"))]
-        args += ["--lora-rank", str(get(self.rankSpin, "value"))]
-        if get(self.kSpin, "value") > 0:
-            args += ["--k", str(get(self.kSpin, "value"))]
-        if resume:
-            args.append("--resume")
-        return args
+        return args + (["--resume"] if resume else [])
+
+    def load_hyper_parameters(self) -> None:
+        """Show the workspace's settings (the spin boxes start from what the library will use)."""
+        hp = wf.hyper_parameters(self.c.workspace) if self.c.workspace else {}
+        self.iterationsSpin.setValue(int(hp.get("iterations") or 0))
+        self.rankSpin.setValue(int(hp.get("lora_rank") or 2))
+        self.kSpin.setValue(int(hp.get("k") or 0))
+
+    def store_hyper_parameters(self) -> None:
+        """Write changed settings into workspace.json; the refine CLI reads them from there."""
+        wf.write_hyper_parameters(self.c.workspace, iterations=get(self.iterationsSpin, "value") or None,
+                                  lora_rank=get(self.rankSpin, "value"), k=get(self.kSpin, "value"))
 
     def on_start_or_cancel(self) -> None:
         if self._refine_running():
@@ -112,10 +118,24 @@ class RefinePanel:
             self.startButton.setEnabled(False)
             self.startButton.setText("Cancelling...")
             return
-        self.c.run_job("refine", self.refine_arguments())
+        self._start(resume=False)
+
+    def _start(self, resume: bool) -> None:
+        if self.c.workspace is None:
+            return
+        lock = wf.read_json_or(self.c.workspace / ".lock", {}) or {}
+        if lock.get("pid") and pid_alive(lock.get("pid")):
+            self.c.prompts.error(f"the workspace is busy: '{lock.get('command', '?')}' (pid {lock['pid']}) holds its lock")
+            return
+        try:
+            self.store_hyper_parameters()
+        except ValueError as exc:
+            self.c.prompts.error(str(exc))
+            return
+        self.c.run_job("refine", self.refine_arguments(resume=resume))
 
     def on_resume(self) -> None:
-        self.c.run_job("refine", self.refine_arguments(resume=True))
+        self._start(resume=True)
 
     # -- job feedback ---------------------------------------------------------------------
     def on_job_started(self, command) -> None:
