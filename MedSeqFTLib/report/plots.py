@@ -50,17 +50,20 @@ def plot_loss_curves(task: str, stages: dict, path: Path) -> Optional[Path]:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(plottable), figsize=(4.2 * len(plottable), 3.2), squeeze=False)
     for ax, (stage, info) in zip(axes[0], plottable.items()):
-        positive = True
+        lows, highs = [], []
         for name, points in info["losses"].items():
             pts = np.asarray(points, dtype=float).reshape(-1, 2)
             if len(pts):
                 ax.plot(pts[:, 0], pts[:, 1], label=name)
-                positive = positive and bool(np.all(pts[:, 1] > 0))
+                lows.append(float(pts[:, 1].min()))
+                highs.append(float(pts[:, 1].max()))
         ax.set_title(f"{task}: {stage}")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
-        if positive:
-            ax.set_yscale("log")  # losses span decades; a linear axis hides the late phase
+        # losses span decades (a linear axis hides the late phase), but a near-zero first KD
+        # loss (student == teacher at step 1) would squash a log axis
+        if lows and min(lows) > 0 and min(lows) > 1e-4 * max(highs):
+            ax.set_yscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -214,7 +214,7 @@ def _section_time(doc: _Doc, stages_by_task: dict) -> None:
     rows = []
     for task, stages in stages_by_task.items():
         for stage, info in stages.items():
-            spi = _s_per_iter(info)
+            spi = _s_per_iter(info) if stage != "merge" else None  # merging is one step, not iterations
             mem = info.get("peak_memory_bytes")
             rows.append([task, stage, info.get("iterations", "-"), _mm(info.get("time_s")),
                          "-" if spi is None else f"{spi:.4f}",
