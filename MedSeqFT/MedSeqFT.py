@@ -60,26 +60,26 @@ class MedSeqFTWidget(ScriptedLoadableModuleWidget):
 
         ui_widget = slicer.util.loadUI(self.resourcePath("UI/MedSeqFT.ui"))
         self.layout.addWidget(ui_widget)
-        ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = MedSeqFTLogic()
         self.controller = Controller(scene=slicer.mrmlScene, prompts=SlicerPrompts())
+        self.controller.preflight = self._dependencies_ready
         self.panels = Panels(ui_widget, self.controller)
-        self._deps_checked = False
-        for attr in ("workspace", "tasks", "buffer", "refine", "results"):
-            panel = getattr(self.panels, attr)
-            for name in dir(panel):
-                if name.endswith("Button"):
-                    getattr(panel, name).clicked.connect(self._check_dependencies_once)
+        self._deps_ok = False
         self.layout.addStretch(1)
 
-    def _check_dependencies_once(self, *_):
-        if self._deps_checked:
-            return
-        self._deps_checked = True
+    def _dependencies_ready(self):
+        """First-use check before the first library process: install torch & co. if agreed."""
+        if self._deps_ok:
+            return True
         from MedSeqFTUI.dependencies import ensure_dependencies
 
-        with slicer.util.tryWithErrorDisplay("MedSeqFT needs a few Python packages.", waitCursor=True):
-            ensure_dependencies(ask=slicer.util.confirmYesNoDisplay)
+        try:
+            with slicer.util.WaitCursor():
+                self._deps_ok = ensure_dependencies(ask=slicer.util.confirmYesNoDisplay)
+        except RuntimeError as exc:
+            slicer.util.errorDisplay(str(exc))
+            return False
+        return self._deps_ok
 
     def cleanup(self):
         # the job keeps running; reopening the workspace reattaches to it

@@ -85,6 +85,9 @@ class Controller:
         self.timer.setInterval(int(poll_ms))
         self.timer.timeout.connect(self.poll)
         self.last_tick_s = 0.0  # duration of the last poll, for the stall measurement
+        #: called before any library process starts; returning False cancels the launch
+        #: (Slicer: the first-use dependency check)
+        self.preflight: Optional[Callable[[], bool]] = None
 
     # -- workspace ------------------------------------------------------------------------
     def open_workspace(self, path: str | Path) -> bool:
@@ -116,6 +119,8 @@ class Controller:
             on_done(code, out, err)
             self.busyChanged.emit(self.busy)
 
+        if self.preflight is not None and not self.preflight():
+            return
         self._commands.append(_Command(self.cli_prefix + [str(a) for a in args], self.env, done))
         self.busyChanged.emit(True)
         self.timer.start()
@@ -127,6 +132,8 @@ class Controller:
             return False
         if self.job is not None and self.job.active:
             self.prompts.error(f"a {self.job.command} job is still running; cancel it or wait")
+            return False
+        if self.preflight is not None and not self.preflight():
             return False
         self.job = JobProcess(self.workspace, self.cli_prefix, self.env)
         self.summary = JobSummary()

@@ -139,3 +139,18 @@ def test_panels_refine_cancel_resume_with_fake_cli(tmp_path, monkeypatch, artifa
     for attr, section in panels.sections.items():
         screenshot(section, artifacts_dir / "fake_cli" / f"{attr}.png")
     controller.shutdown()
+
+
+def test_preflight_refusal_starts_nothing(tmp_path):
+    from MedSeqFTUI.controller import Controller, Prompts
+
+    app()
+    ws = make_workspace(tmp_path)
+    controller = Controller(cli_prefix=FAKE, prompts=Prompts())
+    assert controller.open_workspace(ws)
+    asked = []
+    controller.preflight = lambda: asked.append(1) or False
+    assert controller.run_job("refine") is False
+    controller.run_command(["init", str(tmp_path / "x")], lambda *a: pytest.fail("ran"))
+    assert len(asked) == 2 and controller.job is None and not controller.busy
+    assert not (ws / "jobs").exists()
