@@ -154,3 +154,26 @@ def test_preflight_refusal_starts_nothing(tmp_path):
     controller.run_command(["init", str(tmp_path / "x")], lambda *a: pytest.fail("ran"))
     assert len(asked) == 2 and controller.job is None and not controller.busy
     assert not (ws / "jobs").exists()
+
+
+def test_reopened_panel_reattaches_to_running_job(tmp_path, monkeypatch):
+    from MedSeqFTUI.controller import Controller, Prompts
+
+    monkeypatch.setenv("FAKE_CLI_STEPS", "40")
+    monkeypatch.setenv("FAKE_CLI_STEP_S", "0.05")
+    app()
+    ws = make_workspace(tmp_path)
+    first = Controller(cli_prefix=FAKE, prompts=Prompts(), poll_ms=50)
+    assert first.open_workspace(ws) and first.run_job("refine", ["--device", "cpu"])
+    wait_until(lambda: first.summary.step >= 3, 30, "first session progress")
+    first.shutdown()  # Slicer closed: the job goes on
+
+    second = Controller(cli_prefix=FAKE, prompts=Prompts(), poll_ms=50)
+    root, panels = build_module(second)
+    panels.workspace.pathEdit.setText(str(ws))
+    click(panels.workspace.openButton)
+    assert panels.refine.startButton.text() == "Cancel" and second.busy
+    wait_until(lambda: second.summary.final == "done", 30, "reattached job to finish")
+    log = panels.refine.log.toPlainText()
+    assert "refine started at step 0" in log and "refine finished" in log  # the whole run was replayed
+    assert panels.refine.progress.value() == 1000 and panels.refine.startButton.text() == "Start"
