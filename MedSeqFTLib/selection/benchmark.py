@@ -74,7 +74,7 @@ def compare(ids: Sequence[str], ref_means: np.ndarray, means: np.ndarray, k: int
 
 
 def run_benchmark(encoder, head, pretext, ids: Sequence[str], volumes: Sequence, *, runs: int, k: int, views: int,
-                  seed: int, device, rule=None, reporter=None, ceiling: bool = True) -> dict:
+                  seed: int, device, rule=None, reporter=None, ceiling: bool = True, paired: bool = False) -> dict:
     """Score ``volumes`` fixed and adaptive; returns rows of measurements (see module doc)."""
     import torch
 
@@ -92,7 +92,7 @@ def run_benchmark(encoder, head, pretext, ids: Sequence[str], volumes: Sequence,
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         res = score_volumes(volumes, ids, encoder, head, pretext, runs=runs, k=k, views_per_batch=views, seed=s,
-                            adaptive=adaptive, rule=rule, reporter=reporter, task=name, device=device)
+                            adaptive=adaptive, rule=rule, reporter=reporter, task=name, device=device, paired=paired)
         wall = time.perf_counter() - t0
         means = res.runs.means
         if ref is None:
@@ -104,7 +104,7 @@ def run_benchmark(encoder, head, pretext, ids: Sequence[str], volumes: Sequence,
     passes_fixed = rows[0]["forward_passes"]
     for row in rows:
         row["reduction"] = passes_fixed / row["forward_passes"]
-    return {"rows": rows, "n_cases": len(ids), "k": k, "runs": runs, "views_per_batch": views, "seed": seed,
+    return {"rows": rows, "paired": paired, "n_cases": len(ids), "k": k, "runs": runs, "views_per_batch": views, "seed": seed,
             "rule": rule.to_dict(), "device": str(device), "reference_means": [float(m) for m in ref],
             "mean_loss_spread": float(np.ptp(ref)), "ids": list(ids)}
 
@@ -112,7 +112,8 @@ def run_benchmark(encoder, head, pretext, ids: Sequence[str], volumes: Sequence,
 def format_table(result: dict) -> str:
     """Markdown table of ``run_benchmark``'s result."""
     head = (f"{result['n_cases']} cases, K={result['k']}, R={result['runs']}, {result['views_per_batch']} views per "
-            f"forward pass, device {result['device']}, adaptive rule {result['rule']}")
+            f"forward pass, device {result['device']}, adaptive rule {result['rule']}"
+            f"{', paired views (common random numbers)' if result.get('paired') else ''}")
     lines = [head, "",
              "| method | SSL loss evaluations | fewer than fixed | batched calls | wall s | top-K Jaccard | Kendall tau | runs per case |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scoring seed (default 0)")
     p.add_argument("--z", type=float, default=None, help="adaptive rule z (default AdaptiveRule().z)")
     p.add_argument("--min-runs", type=int, default=None, help="adaptive rule min_runs")
+    p.add_argument("--paired", action="store_true", help="common random numbers: the same views for every case")
     p.add_argument("--no-ceiling", action="store_true", help="skip the second fixed run (halves the time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -184,7 +186,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = resolve_device(args.device)
     result = run_benchmark(encoder, head, get_pretext(meta["ssl_pretext"]), ids, vols, runs=args.runs, k=k,
                            views=args.views, seed=args.seed, device=device, rule=rule,
-                           reporter=ConsoleReporter(min_interval_s=30), ceiling=not args.no_ceiling)
+                           reporter=ConsoleReporter(min_interval_s=30), ceiling=not args.no_ceiling,
+                           paired=args.paired)
     result["foundation"] = str(m0)
     print(format_table(result))
     if args.json is not None:

@@ -116,7 +116,7 @@ def resolve_device(device: Optional[str]):
 
 def score_volumes(volumes: Sequence, case_ids: Sequence[str], encoder, head, pretext, *, runs: int, k: int,
                   views_per_batch: int, seed: int, adaptive: bool = True, rule: Optional[AdaptiveRule] = None,
-                  reporter=None, task: Optional[str] = None, device=None) -> ScoreResult:
+                  reporter=None, task: Optional[str] = None, device=None, paired: bool = False) -> ScoreResult:
     """SSL losses of every case, R runs each (fixed) or fewer (adaptive).
 
     Args:
@@ -132,6 +132,9 @@ def score_volumes(volumes: Sequence, case_ids: Sequence[str], encoder, head, pre
         seed: base seed.
         adaptive: stop cases early by ``rule`` (default ``AdaptiveRule()``).
         reporter: progress (stage "select") and cancel points; ``None`` = silent.
+        paired: common random numbers: every case's generator gets the same seed, so view j
+            of every case uses the same random mask / crop (a variance-reduction experiment
+            of the benchmark; the product scores unpaired).
 
     Raises:
         ValueError: ``volumes`` and ``case_ids`` differ in length, or R, k or views < 1.
@@ -151,7 +154,7 @@ def score_volumes(volumes: Sequence, case_ids: Sequence[str], encoder, head, pre
     gens = []
     for cid in case_ids:
         g = torch.Generator()  # CPU: the pretexts draw on it and move draws to ``device``
-        g.manual_seed(case_seed(seed, cid))
+        g.manual_seed(case_seed(seed, "" if paired else cid))
         gens.append(g)
     tensors = [torch.as_tensor(np.asarray(v, dtype=np.float32)).unsqueeze(0) for v in volumes]
     result = CaseRuns(n)
