@@ -78,8 +78,12 @@ def _check_plan(out: Path, plan: dict) -> None:
         old = read_json(path)
         for key in ("settings", "datasets", "transfer_dataset", "foundation_sha256"):
             if old.get(key) != plan.get(key):
-                raise InputError(path, f"this folder holds a benchmark with different {key} ({old.get(key)!r}); "
-                                       "use a new --out folder or the same settings to continue it")
+                what = f"different {key}"
+                if key == "settings" and isinstance(old.get(key), dict):
+                    diff = [f"{k} {old[key].get(k)} there vs {v} now" for k, v in plan[key].items() if old[key].get(k) != v]
+                    what = "different settings (" + ", ".join(diff) + ")"
+                raise InputError(path, f"this folder holds a benchmark with {what}; use a new --out folder or the "
+                                       "same settings to continue it")
         plan["created"] = old.get("created", plan["created"])
         plan["strategies"] = sorted(set(old.get("strategies", [])) | set(plan["strategies"]))
         plan["seeds"] = sorted(set(old.get("seeds", [])) | set(plan["seeds"]))
@@ -231,7 +235,7 @@ def load_results(out: Path, strategies: Optional[Sequence[str]] = None) -> list[
 
 def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], settings: BenchmarkSettings,
                   datasets: Optional[Sequence[Path]] = None, transfer_dataset: Optional[Path] = None,
-                  foundation: str = "demo", device: str = "auto", reporter=None) -> dict:
+                  foundation: str = "demo", device: str = "auto", reporter=None, command: Optional[str] = None) -> dict:
     """Run every (seed, strategy) unit not finished yet, then write the tables.
 
     Args:
@@ -244,6 +248,7 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
         foundation: ``"demo"`` or a foundation file (ours, or anything ``init`` imports).
         device: ``auto``, ``cpu``, ``cuda``...
         reporter: progress / logs / cancel.
+        command: the command line, recorded in ``benchmark.json`` and the tables.
 
     Returns:
         ``{"out", "results": [unit results], "tables": table.write_tables(...) paths, "seconds"}``.
@@ -290,7 +295,7 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
             "transfer_dataset": str(transfer_dataset) if transfer_dataset else None,
             "foundation": foundation, "foundation_sha256": sha256_file(m0), "strategies": list(strategies),
             "seeds": [int(s) for s in seeds], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": machine_info(dev)}
+            "machine": machine_info(dev), "command": command}
     _check_plan(out, plan)
 
     for seed in seeds:

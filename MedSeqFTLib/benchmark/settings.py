@@ -40,14 +40,14 @@ class BenchmarkSettings:
     """
 
     phantom_tasks: int = 4
-    phantom_cases: int = 10
-    phantom_size: int = 40
+    phantom_cases: int = 8
+    phantom_size: int = 32
     transfer: bool = True
-    train_fraction: float = 0.7
+    train_fraction: float = 0.75
     split_seed: int = 0
     patch_size: int = 32
-    iterations: int = 80
-    lora_iterations: int = 20
+    iterations: int = 60
+    lora_iterations: int = 15
     lr: float = 3e-3
     lora_lr: float = 3e-3
     batch_size: int = 2

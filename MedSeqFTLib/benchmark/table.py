@@ -251,6 +251,7 @@ def write_tables(out: Path, results: list, plan: dict) -> dict:
     seq_names = [n for n in summary if summary[n]["kind"] in ("sequential", "joint")]
     md = [
         "# MedSeqFT benchmark results", "",
+        f"Command: `{plan.get('command') or 'n/a'}`", "",
         f"Tasks ({len(plan.get('datasets', []))}): " + ", ".join(Path(d).name for d in plan.get("datasets", [])),
         f"Seeds: {sorted({r['seed'] for r in results})}; settings: " + ", ".join(f"{k}={v}" for k, v in s.items()),
         f"Machine: {machine.get('processor')}, {machine.get('cpu_count')} CPUs, torch {machine.get('torch')} "

@@ -59,7 +59,7 @@ def run(args, reporter) -> int:
             raise InputError(d, "task dataset folder not found")
     res = run_benchmark(args.out, strategies, list(range(args.seeds)), settings, datasets=args.tasks,
                         transfer_dataset=args.transfer_task, foundation=args.foundation, device=args.device,
-                        reporter=reporter)
+                        reporter=reporter, command="medseqft " + " ".join(getattr(args, "_argv", []) or []))
     print(Path(res["tables"]["markdown"]).read_text(encoding="utf-8"))
     print(f"written: {res['tables']['markdown']}, {res['tables']['csv']}, {res['tables']['summary_csv']}, "
           f"{res['tables']['plot']} ({res['seconds']:.0f} s)")
