@@ -26,7 +26,7 @@ __all__ = ["train_kd_fft"]
 
 
 def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, buffer_batches: SamplerFactory,
-                 reporter, device, kd_weight: float, scales, seg_weight: float = 1.0) -> StageLog:
+                 reporter, device, kd_weight: float, scales, seg_weight: float = 1.0, kd_every: int = 1) -> StageLog:
     """Train ``net`` on task t with distillation of its encoder towards ``teacher`` on buffer patches.
 
     Args:
@@ -42,6 +42,8 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
         scales: encoder output indices to distil (``losses.resolve_scales``).
         seg_weight: weight of the segmentation loss; 0 skips the decoder entirely (used by the
             tests to show that distillation alone touches only the encoder).
+        kd_every: distil on steps with ``step % kd_every == 0`` only (``RetentionConfig.kd_every``);
+            the other steps are plain segmentation steps.
 
     Returns:
         ``StageLog`` with ``seg`` and ``kd`` loss curves.
@@ -65,25 +67,26 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
         task = task_batches(derive_seed(spec.seed, "task-batches", start))
         buffer = buffer_batches(derive_seed(spec.seed, "buffer-batches", start)) if use_kd else None
 
-        def step(_: int) -> dict:
+        def step(index: int) -> dict:
             losses, total = {}, 0.0
             x_t = y_t = x_b = None
             if use_seg:
                 x_t, y_t = to_device(task.next_batch(), device)
-            if use_kd:
+            do_kd = use_kd and (index % max(1, int(kd_every)) == 0 or not use_seg)
+            if do_kd:
                 x_b, _ = to_device(buffer.next_batch(), device, need_label=False)
-            if use_seg and use_kd and x_t.shape[1:] == x_b.shape[1:]:
+            if use_seg and do_kd and x_t.shape[1:] == x_b.shape[1:]:
                 feats = net.encoder(torch.cat([x_t, x_b]))
                 n = x_t.shape[0]
                 f_t, f_b = [f[:n] for f in feats], [f[n:] for f in feats]
             else:
                 f_t = net.encoder(x_t) if use_seg else None
-                f_b = net.encoder(x_b) if use_kd else None
+                f_b = net.encoder(x_b) if do_kd else None
             if use_seg:
                 seg = loss_fn(net.head(net.decoder(f_t)), y_t)
                 total = total + seg_weight * seg
                 losses["seg"] = float(seg.detach())
-            if use_kd:
+            if do_kd:
                 with torch.no_grad():
                     target = teacher(x_b)
                 kd = distillation_loss(f_b, target, scales)

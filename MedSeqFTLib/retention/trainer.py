@@ -44,20 +44,19 @@ class LossCurve:
         self.every = max(1, int(total) // CURVE_POINTS)
         self.points: dict = {k: [list(p) for p in v] for k, v in (points or {}).items()}
         self._sums: dict = {}
-        self._n = 0
+        self._counts: dict = {}  # per loss: a loss may be absent on some steps (kd_every > 1)
 
     def add(self, step: int, losses: Mapping[str, float]) -> None:
         for k, v in losses.items():
             self._sums[k] = self._sums.get(k, 0.0) + float(v)
-        self._n += 1
+            self._counts[k] = self._counts.get(k, 0) + 1
         if step % self.every == 0:
             self.flush(step)
 
     def flush(self, step: int) -> None:
-        if self._n:
-            for k, s in self._sums.items():
-                self.points.setdefault(k, []).append([int(step), s / self._n])
-        self._sums, self._n = {}, 0
+        for k, s in self._sums.items():
+            self.points.setdefault(k, []).append([int(step), s / self._counts[k]])
+        self._sums, self._counts = {}, {}
 
 
 class MemoryMeter:

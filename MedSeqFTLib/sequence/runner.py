@@ -248,8 +248,9 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         buffer_batches = _sampler_factory(buffer, pp.patch_size, rc.kd_batch, pp.pos_fraction) if buffer else None
         log = train_kd_fft(net, teacher, _spec(ws, name, "kd_fft", rc.kd_fft),
                            _sampler_factory(task_cases, pp.patch_size, rc.kd_fft.batch_size, pp.pos_fraction),
-                           buffer_batches, reporter, dev, float(rc.kd_weight), scales)
-        stages["kd_fft"] = {**log.to_dict(), "distilled_scales": scales, "kd_weight": float(rc.kd_weight)}
+                           buffer_batches, reporter, dev, float(rc.kd_weight), scales, kd_every=int(rc.kd_every))
+        stages["kd_fft"] = {**log.to_dict(), "distilled_scales": scales, "kd_weight": float(rc.kd_weight),
+                              "kd_every": int(rc.kd_every)}
         encoder_t = net.encoder
         strategy = "kd_fft"
         if rc.lora_stage:

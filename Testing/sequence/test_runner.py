@@ -168,3 +168,18 @@ def test_bad_device_and_empty_workspace(tmp_path, ws_dir):
         assert main(["refine", str(ws_dir), "--device", "cuda:0"]) == 2
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     assert main(["refine", str(tmp_path / "missing")]) == 2
+
+
+def test_retention_disabled_is_plain_sequential_fft(ws_dir):
+    ws = Workspace.open(ws_dir)
+    first, second = ws.task_names()
+    with ws.lock("test"):
+        cfg = ws.config
+        cfg.retention = cfg.retention.replace(enabled=False)
+        ws.save_config(cfg)
+    rep = Recorder()
+    refine_workspace(Workspace.open(ws_dir), rep, device="cpu")
+    assert {s for s, _, _ in rep.seen if s != "select"} == {"fft"}
+    rec = json.loads((ws_dir / "tasks" / second / "model" / "record.json").read_text())
+    assert rec["strategy"] == "seq_fft" and set(rec["stages"]) == {"fft"}
+    assert rec["lineage"]["from"] == f"M1 ({first})"
