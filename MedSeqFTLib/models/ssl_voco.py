@@ -104,7 +104,7 @@ class VoCoPretext(Pretext):
         b, c, sx, sy, sz = volumes.shape
         v, cx, cy, nb = int(n_views), sx // g, sy // g, g * g
         # (B, C, g, cx, g, cy, Z) -> (B * g * g, C, cx, cy, Z), base index i * g + j
-        bases = volumes.view(b, c, g, cx, g, cy, sz).permute(0, 2, 4, 1, 3, 5, 6).reshape(b * nb, c, cx, cy, sz)
+        bases = volumes.reshape(b, c, g, cx, g, cy, sz).permute(0, 2, 4, 1, 3, 5, 6).reshape(b * nb, c, cx, cy, sz)
         offsets = random_uniform((2, b, v), generator, torch.device("cpu"))
         ox = (offsets[0] * (sx - cx + 1)).long().clamp(max=sx - cx)
         oy = (offsets[1] * (sy - cy + 1)).long().clamp(max=sy - cy)
