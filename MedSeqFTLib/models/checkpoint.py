@@ -176,6 +176,9 @@ class MappingReport:
         return (f"{counted} of {self.n_encoder} encoder tensors match ({len(self.missing)} missing, "
                 f"{len(self.unexpected)} unexpected, {len(self.shape_mismatch)} of wrong shape)")
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def to_dict(self) -> dict:
         return {"loaded": len(self.loaded), "missing": self.missing, "unexpected": self.unexpected,
                 "shape_mismatch": self.shape_mismatch, "n_encoder": self.n_encoder, "fraction": self.fraction}

@@ -40,6 +40,7 @@ def test_save_load_round_trip_gives_the_same_outputs(tmp_path):
     # import_foundation reads the arch and head from the file itself
     state, head_state, meta2, report = import_foundation(path)
     assert report.fraction == 1.0 and set(head_state) == set(head.state_dict())
+    assert str(report) == f"{len(state)} of {len(state)} encoder tensors match (0 missing, 0 unexpected, 0 of wrong shape)"
     assert meta2["arch"] == ARCH.to_dict()
 
 
