@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, Cancelled, InputError
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         if getattr(module, "JOB", False):
             p.add_argument("--detach", action="store_true", help="start as a background job, print its id and return at once")
+            p.add_argument("--job-dir", type=Path, default=None, metavar="DIR",
+                           help="folder for this job's events.jsonl and status.json (default: WS/jobs)")
         p.set_defaults(_module=module, _name=name)
     return parser
 

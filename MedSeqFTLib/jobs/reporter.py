@@ -71,10 +71,12 @@ class ConsoleReporter(Reporter):
     current stage times the steps left, plus announced later stages.
     """
 
-    def __init__(self, stream=None, min_interval_s: float = 0.2) -> None:
+    def __init__(self, stream=None, min_interval_s: float = 0.2, log_interval_s: float = 10.0) -> None:
         super().__init__()
         self.stream = stream if stream is not None else sys.stderr
         self.min_interval_s = min_interval_s
+        self.log_interval_s = log_interval_s
+        self._logged = 0
         self._key = None
         self._t0 = 0.0
         self._last = 0.0
@@ -95,7 +97,7 @@ class ConsoleReporter(Reporter):
         key = (stage, task)
         if key != self._key:
             self._end_line()
-            self._key, self._t0, self._last = key, now, 0.0
+            self._key, self._t0, self._last, self._logged = key, now, 0.0, 0
         if step < total and now - self._last < self.min_interval_s:
             return
         self._last = now
@@ -104,11 +106,14 @@ class ConsoleReporter(Reporter):
         loss_txt = " ".join(f"{k}={v:.4f}" for k, v in (losses or {}).items())
         label = f"{stage}" + (f"[{task}]" if task else "")
         line = f"\r{label:<24} [{bar:<24}] {step}/{total} eta {_fmt_eta(eta)} {loss_txt}"
-        if self.stream.isatty() if hasattr(self.stream, "isatty") else False:
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if tty:
             self.stream.write(line)
             self._open_line = True
-        elif step == total or step == 1 or now - self._t0 > 0:
-            # not a terminal: one line per report, throttled by min_interval_s
+        elif step >= total or now - self._t0 >= self.log_interval_s * (1 + self._logged):
+            # not a terminal (a log file, CI): a line per finished stage and every
+            # log_interval_s, so logs stay short and an early error stays the only line
+            self._logged += 1
             self.stream.write(line.lstrip("\r") + "\n")
         if step >= total:
             self._end_line()

@@ -111,9 +111,12 @@ class Workspace:
         atomic_write_json(root / "workspace.json", manifest)
         return cls(root, manifest)
 
-    def lock(self, command: str) -> WorkspaceLock:
-        """Context manager that holds the workspace's write lock."""
-        return WorkspaceLock(self.root, command)
+    def lock(self, command: str, force: bool = False) -> WorkspaceLock:
+        """Context manager that holds the workspace's write lock.
+
+        ``force`` takes over a lock held on another host (whose processes cannot be checked).
+        """
+        return WorkspaceLock(self.root, command, force=force)
 
     # -- manifest --------------------------------------------------------------------------
     def update_manifest(self, change: Callable[[dict], None]) -> None:
