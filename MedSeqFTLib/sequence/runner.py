@@ -113,10 +113,22 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
         if not todo:
             reporter.log("every task is already refined; nothing to do")
             return []
-        for name in todo:
+        for i, name in enumerate(todo):
+            reporter.plan([st for later in todo[i + 1:] for st in stage_plan(ws, names.index(later), later)])
             index = names.index(name)
             _guard_oom(lambda: _refine_task(ws, index, name, names[:index], reporter, dev), ws, name, dev)
         return todo
+
+
+def stage_plan(ws, index: int, name: str) -> list[tuple[str, str, int]]:
+    """``(stage, task, iterations)`` of the training stages task ``index`` will run (for the ETA)."""
+    rc = ws.config.retention
+    if index == 0 or not rc.enabled:
+        return [("fft", name, int(rc.fft.iterations))]
+    plan = [("kd_fft", name, int(rc.kd_fft.iterations))]
+    if rc.lora_stage:
+        plan.append(("lora_kd", name, int(rc.lora_kd.iterations)))
+    return plan
 
 
 def _guard_oom(fn, ws, name, dev):
