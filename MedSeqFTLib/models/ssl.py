@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ArchConfig
 from ..errors import InputError
 
-__all__ = ["Pretext", "PRETEXTS", "get_pretext", "random_uniform"]
+__all__ = ["Pretext", "PRETEXTS", "get_pretext", "random_uniform", "check_volumes"]
 
 
 class Pretext:
