@@ -85,6 +85,8 @@ def summarise(results: list) -> dict:
         entry["stage_s"] = {s: _avg([r["timing"]["stage_s"].get(s, 0.0) for r in runs]) for s in stages}
         peaks = [v for r in runs for v in r["timing"]["peak_memory_bytes"].values()]
         entry["peak_mb"] = max(peaks) / 2**20 if peaks else None
+        entry["stage_peak_mb"] = {s: max(r["timing"]["peak_memory_bytes"].get(s, 0) for r in runs) / 2**20
+                                  for s in stages if any(s in r["timing"]["peak_memory_bytes"] for r in runs)}
         entry["memory_kind"] = next((r["timing"]["memory_kind"] for r in runs if r["timing"]["memory_kind"]), None)
         out[name] = entry
     fft = {r["seed"]: r["timing"]["train_s"] for r in results if r["strategy"] == "fft"}
@@ -138,12 +140,13 @@ def _forgetting_section(results: list) -> str:
 def _cost_table(summary: dict) -> str:
     stages = [s for s in STAGE_ORDER if any(s in e["stage_s"] for e in summary.values())]
     lines = ["| Strategy | training time s (mean ± std) | " + " | ".join(f"{s} s" for s in stages)
-             + " | × FFT time | peak memory MB |", "|---|---|" + "---|" * len(stages) + "---|---|"]
+             + " | × FFT time | peak memory MB (per stage) |", "|---|---|" + "---|" * len(stages) + "---|---|"]
     for e in summary.values():
         cells = [_fmt(e["stage_s"].get(s), None, 1.0, 1) if s in e["stage_s"] else "-" for s in stages]
         ratio = e["ratio_fft"]
         lines.append(f"| {e['label']} | {_fmt(*e['train_s'], 1.0, 1)} | " + " | ".join(cells)
-                     + f" | {_fmt(ratio[0], ratio[1], 1.0, 2)} | {_fmt(e['peak_mb'], None, 1.0, 0)} |")
+                     + f" | {_fmt(ratio[0], ratio[1], 1.0, 2)} | {_fmt(e['peak_mb'], None, 1.0, 0)} ("
+                     + ", ".join(f"{k} {v:.0f}" for k, v in e["stage_peak_mb"].items()) + ") |")
     return "\n".join(lines) + "\n"
 
 

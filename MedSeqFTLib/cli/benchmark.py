@@ -31,9 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foundation", default="demo", help="demo (the cached demo M0) or a foundation file")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--tables-only", action="store_true",
+                   help="only rewrite the tables from the runs finished so far in --out (no training)")
 
 
 def job_root(args):
+    if getattr(args, "tables_only", False) and not (Path(args.out) / "benchmark.json").is_file():
+        return None  # bad input: do not create a folder for it
     return Path(args.out) / "jobs"
 
 
@@ -43,6 +47,8 @@ def run(args, reporter) -> int:
     from ..benchmark.settings import bench_preset
     from ..benchmark.strategies import parse_strategies
 
+    if args.tables_only:
+        return _tables_only(Path(args.out))
     if args.seeds < 1:
         raise InputError("--seeds", f"must be >= 1, got {args.seeds}")
     if args.threads is not None:
@@ -63,4 +69,17 @@ def run(args, reporter) -> int:
     print(Path(res["tables"]["markdown"]).read_text(encoding="utf-8"))
     print(f"written: {res['tables']['markdown']}, {res['tables']['csv']}, {res['tables']['summary_csv']}, "
           f"{res['tables']['plot']} ({res['seconds']:.0f} s)")
+    return 0
+
+
+def _tables_only(out: Path) -> int:
+    from ..errors import InputError
+    from ..benchmark.run import PLAN_FILE, load_results
+    from ..benchmark.table import write_tables
+    from ..io.atomic import read_json
+
+    if not (out / PLAN_FILE).is_file():
+        raise InputError(out, f"no benchmark here (no {PLAN_FILE}); run 'medseqft benchmark --out {out}' first")
+    tables = write_tables(out, load_results(out), read_json(out / PLAN_FILE))
+    print(Path(tables["markdown"]).read_text(encoding="utf-8"))
     return 0

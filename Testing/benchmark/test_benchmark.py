@@ -119,6 +119,11 @@ def test_rerun_reuses_finished_units_and_refuses_other_settings(bench, foundatio
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
     assert len(err) == 1 and "different settings (iterations 3 there vs 4 now)" in err[0]
     assert main(["benchmark", "--strategies", "fft,nope", "--out", str(bench)]) == 2
+    (bench / "results.md").unlink()
+    assert main(["benchmark", "--tables-only", "--out", str(bench)]) == 0
+    assert "| FFT (parallel) | 1 |" in (bench / "results.md").read_text(encoding="utf-8")
+    missing = bench.parent / "no_benchmark_here"
+    assert main(["benchmark", "--tables-only", "--out", str(missing)]) == 2 and not missing.exists()
 
 
 def test_peft_keeps_the_encoder_frozen_and_joint_shares_it(bench, foundation, tmp_path):
