@@ -162,6 +162,8 @@ class RefinePanel:
         if command != "refine":
             return
         self.log.appendPlainText(f"--- refine {state}: {summary.message or ''} ---")
+        self.stageLabel.setText({"done": "finished", "cancelled": "cancelled (Resume continues)",
+                                 "failed": "failed (Resume continues)"}.get(state, state))
         if state == "failed" and self.c.job is not None and self.c.job.error:
             self.c.prompts.error(self.c.job.error)
         self._update_enabled()

@@ -24,7 +24,8 @@ def _image_stem(path: Path) -> str:
 class ResultsPanel:
     def __init__(self, section, controller) -> None:
         self.c = controller
-        self.pending = None  # (volume node, task, output folder) of a running predict job
+        self.pending = None  # (volume node, task, expected output, input file) of a running predict job
+        self.written = []    # files the running predict job reported
         self.overlays = []
         layout = section_layout(section)
         form = qt.QFormLayout()
@@ -141,12 +142,19 @@ class ResultsPanel:
         out = Path(self.c.workspace) / "predictions" / task
         if self.c.run_job("predict", ["--task", task, "--out", str(out), str(image)]):
             self.pending = (volume, task, out / f"{_image_stem(image)}.nii.gz" if image.name.endswith(".nii.gz") else None, image)
+            self.written = []
             self.statusLabel.setText(f"segmenting {volume.GetName()} with the {task} model ...")
             self.progress.setValue(0)
 
     def on_job_events(self, events, summary) -> None:
         if self.c.job is not None and self.c.job.command in ("predict", "evaluate"):
             self.progress.setValue(int(round(100 * summary.fraction)))
+        if self.c.job is not None and self.c.job.command == "predict" and self.pending is not None:
+            # predict reports each written file as the message of its progress event
+            for ev in events:
+                msg = ev.get("message")
+                if ev.get("event") == "progress" and isinstance(msg, str) and _image_stem(Path(msg)) != Path(msg).name:
+                    self.written.append(Path(msg))
 
     def on_job_finished(self, state, summary, command) -> None:
         if command == "evaluate":
@@ -160,8 +168,13 @@ class ResultsPanel:
             self.statusLabel.setText(f"prediction {state}: {summary.message}")
             return
         out_dir = Path(self.c.workspace) / "predictions" / task
-        candidates = [expected] if expected is not None else []
-        candidates += sorted(p for p in out_dir.glob(f"{_image_stem(image)}.*") if not p.name.endswith(".labels.json"))
+        # the library names outputs after the case: the input's name without suffix and
+        # without an nnU-Net channel tag (_0000)
+        stem = _image_stem(image)
+        case = stem[:-5] if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit() else stem
+        candidates = list(self.written)
+        candidates += [p for p in (expected,) if p is not None]
+        candidates += sorted(p for n in (stem, case) for p in out_dir.glob(f"{n}.*") if not p.name.endswith(".labels.json"))
         pred = next((p for p in candidates if p is not None and p.is_file()), None)
         if pred is None:
             self.statusLabel.setText(f"prediction finished but no output for {image.name} in {out_dir}")

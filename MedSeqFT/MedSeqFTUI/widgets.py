@@ -27,7 +27,7 @@ def make_table(headers: Sequence[str]):
     table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
     table.horizontalHeader().setStretchLastSection(True)
     table.verticalHeader().setVisible(False)
-    table.setMinimumHeight(120)
+    table.setMinimumHeight(140)
     return table
 
 

@@ -102,7 +102,7 @@ def build_module(controller):
 
     root = qt.loadUI(str(UI_FILE))
     panels = Panels(root, controller)
-    root.resize(480, 1500)
+    root.resize(600, 1700)
     root.show()
     app().processEvents()
     return root, panels

@@ -34,6 +34,7 @@ def _demo_m0_cached() -> bool:
 
 
 pytestmark = [
+    pytest.mark.slow,  # about 1-2 minutes on 2 CPU cores: run with  pytest -m slow Testing/slicer
     pytest.mark.skipif(importlib.util.find_spec("MedSeqFTLib.cli.refine") is None, reason="library has no refine command yet"),
     pytest.mark.skipif(not _demo_m0_cached(), reason="demo M0 not cached; run 'medseqft init WS --foundation demo' once"),
 ]
@@ -98,6 +99,7 @@ def test_real_sequence_through_the_panels(tmp_path, artifacts_dir):
     assert refine.startButton.text() == "Cancel"
     wait_until(lambda: controller.summary.step >= 3 or not controller.busy, 240, "refine progress")
     assert controller.busy, f"refine ended before Cancel: {controller.summary.final} {controller.summary.message}"
+    screenshot(panels.sections["refine"], artifacts_dir / "real_job" / "refine_running.png")
     click(refine.startButton)
     wait_until(lambda: not controller.busy, 240, "cancel")
     assert controller.summary.final == "cancelled", (controller.summary.final, controller.summary.message)
@@ -120,7 +122,9 @@ def test_real_sequence_through_the_panels(tmp_path, artifacts_dir):
     results.volumeCombo.setCurrentIndex([results.volumeCombo.itemText(i) for i in range(results.volumeCombo.count())].index(case_volume.GetName()))
     results.taskCombo.setCurrentIndex(results.taskCombo.findText(buffer.current_task()))
     click(results.predictButton)
-    wait_until(lambda: not controller.busy and results.overlays, 300, "predict + overlay")
+    wait_until(lambda: not controller.busy, 300, "predict")
+    assert controller.summary.final == "done", controller.summary.message
+    assert results.overlays, results.statusLabel.text()
     overlay = results.overlays[-1]
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     assert overlay.GetNodeReference(role).GetID() == case_volume.GetID()
