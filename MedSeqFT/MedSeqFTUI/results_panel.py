@@ -9,6 +9,7 @@ from pathlib import Path
 from .qtcompat import get, qt
 from .widgets import fill_table, hbox, make_table, section_layout
 from . import workspace_files as wf
+from .tasks_panel import PREDICTION_ATTRIBUTE
 
 __all__ = ["ResultsPanel"]
 
@@ -189,6 +190,7 @@ class ResultsPanel:
             or wf.read_task(self.c.workspace, task).get("labels") or {}
         lm = scene_glue.load_labelmap(self.c.scene, prediction, f"{volume.GetName()}_{task}_tmp")
         seg = scene_glue.import_labels_as_segmentation(self.c.scene, lm, volume, labels, f"{volume.GetName()} {task} prediction")
+        seg.SetAttribute(PREDICTION_ATTRIBUTE, task)  # never exported as training labels
         scene_glue.show_in_slice_views(self.c.scene, volume, seg)
         self.overlays.append(seg)
         self.statusLabel.setText(f"{seg.GetName()}: segments {', '.join(scene_glue.segment_names(seg))}")
@@ -206,8 +208,9 @@ class ResultsPanel:
         for case in cases:
             volume = scene_glue.load_volume(self.c.scene, case["image"], f"{task} {case['id']}")
             lm = scene_glue.load_labelmap(self.c.scene, case["prediction"], f"{case['id']}_tmp")
-            self.overlays.append(scene_glue.import_labels_as_segmentation(
-                self.c.scene, lm, volume, labels, f"{task} {case['id']} prediction"))
+            seg = scene_glue.import_labels_as_segmentation(self.c.scene, lm, volume, labels, f"{task} {case['id']} prediction")
+            seg.SetAttribute(PREDICTION_ATTRIBUTE, task)
+            self.overlays.append(seg)
         scene_glue.show_in_slice_views(self.c.scene, volume, self.overlays[-1])
         self.statusLabel.setText(f"loaded {len(cases)} test case(s) of {task} with their predictions")
         self.refresh_volumes()

@@ -16,19 +16,29 @@ __all__ = ["TasksPanel", "scene_pairs"]
 HEADERS = ["task", "cases", "train / test", "labels", "status"]
 
 
+PREDICTION_ATTRIBUTE = "MedSeqFT.prediction"
+
+
 def scene_pairs(scene) -> List[Tuple[object, object]]:
-    """(volume, segmentation) pairs: each segmentation with its reference-geometry volume."""
+    """(volume, segmentation) pairs: one per volume, with a segmentation whose reference
+    geometry is that volume. Model predictions (segmentations carrying the
+    ``MedSeqFT.prediction`` attribute) are never training labels and are skipped; a volume with
+    several segmentations uses the first one added."""
     import slicer
 
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
-    pairs = []
+    pairs, seen = [], set()
     segs = scene.GetNodesByClass("vtkMRMLSegmentationNode")
     for i in range(segs.GetNumberOfItems()):
         seg = segs.GetItemAsObject(i)
+        if seg.GetAttribute(PREDICTION_ATTRIBUTE):
+            continue
         volume = seg.GetNodeReference(role)
-        if volume is not None and volume.IsA("vtkMRMLScalarVolumeNode") and not volume.IsA("vtkMRMLLabelMapVolumeNode"):
-            if seg.GetSegmentation().GetNumberOfSegments() > 0:
-                pairs.append((volume, seg))
+        if volume is None or not volume.IsA("vtkMRMLScalarVolumeNode") or volume.IsA("vtkMRMLLabelMapVolumeNode"):
+            continue
+        if seg.GetSegmentation().GetNumberOfSegments() > 0 and volume.GetID() not in seen:
+            seen.add(volume.GetID())
+            pairs.append((volume, seg))
     return pairs
 
 

@@ -135,6 +135,15 @@ def test_panels_refine_cancel_resume_with_fake_cli(tmp_path, monkeypatch, artifa
     assert scene_glue.segment_names(overlay) == ["tumour"]
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     assert overlay.GetNodeReference(role).GetID() == volume.GetID()
+    # tasks from the scene: the loaded case (volume + segmentation) is exported and added
+    panels.tasks.nameEdit.setText("from scene")
+    click(panels.tasks.addSceneButton)
+    wait_until(lambda: not controller.busy, 30, "add-task from scene")
+    assert not [m for m in prompts.messages if m[0] == "error"], prompts.messages
+    export = ws / "scene_exports" / "from_scene"
+    assert json.loads((export / "labels.json").read_text()) == {"background": 0, "liver": 1, "tumour": 2}
+    assert sorted(p.name for p in (export / "images").iterdir()) == ["c2.nii.gz"]
+    assert (ws / "calls.txt").read_text().splitlines() == [f"add-task {export} --name from_scene"]
     assert not [m for m in prompts.messages if m[0] == "error"]
     for attr, section in panels.sections.items():
         screenshot(section, artifacts_dir / "fake_cli" / f"{attr}.png")
