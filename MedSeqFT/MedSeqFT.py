@@ -7,7 +7,6 @@ The GUI never imports torch: every heavy step runs as ``PythonSlicer -m MedSeqFT
 
 import os
 import sys
-import unittest
 from pathlib import Path
 
 import slicer
@@ -23,7 +22,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from MedSeqFTUI.controller import Controller, Prompts  # noqa: E402
-from MedSeqFTUI.jobprocess import JobProcess, default_cli_prefix, library_env  # noqa: E402
+from MedSeqFTUI.jobprocess import JobProcess, default_cli_prefix  # noqa: E402
 
 
 class MedSeqFT(ScriptedLoadableModule):
@@ -128,7 +127,7 @@ class MedSeqFTTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_panels_build()
 
-    def _make_case(self, folder, name):
+    def _make_case(self, name):
         import numpy as np
 
         volume = slicer.util.addVolumeFromArray(np.random.default_rng(0).normal(size=(12, 14, 16)).astype("float32"), name=name)
@@ -148,7 +147,7 @@ class MedSeqFTTest(ScriptedLoadableModuleTest):
 
         self.delayDisplay("export scene pairs and load them back")
         out = Path(tempfile.mkdtemp()) / "dataset"
-        volume, seg, mask = self._make_case(out.parent, "caseA")
+        volume, seg, mask = self._make_case("caseA")
         mapping = scene_glue.export_pairs_to_dataset(slicer.mrmlScene, [(volume, seg)], out)
         self.assertEqual(mapping, {"background": 0, "liver": 1})
         vol2, seg2 = scene_glue.load_case(slicer.mrmlScene, out / "images" / "caseA.nii.gz",

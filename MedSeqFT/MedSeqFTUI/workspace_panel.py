@@ -30,7 +30,7 @@ class WorkspacePanel:
         self.foundationCombo.addItem(DEMO)
         self.foundationCombo.addItem("model file...")
         frow, self.foundationEdit = browse_row("VoCo .pt/.pth, MONAI model_swinvit.pt or .safetensors",
-                                               lambda start: qt.QFileDialog.getOpenFileName(None, "Foundation model", start)[0])
+                                               lambda start: _file_name(qt.QFileDialog.getOpenFileName(None, "Foundation model", start)))
         self.foundationCombo.currentIndexChanged.connect(lambda *_: self._update_enabled())
         form.addRow("Foundation model:", self.foundationCombo)
         form.addRow("", frow)
@@ -125,3 +125,8 @@ class WorkspacePanel:
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
     return lines[-1] if lines else ""
+
+
+def _file_name(result) -> str:
+    """PySide6 returns ``(name, filter)``, PythonQt just the name."""
+    return result[0] if isinstance(result, tuple) else result

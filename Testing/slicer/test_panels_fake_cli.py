@@ -7,7 +7,6 @@ The end-to-end test with the real library is test_panels_real_job.py.
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

@@ -11,8 +11,6 @@ a CPU); without it the test is skipped rather than spending those minutes here.
 """
 
 import importlib.util
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from panel_harness import REPO, StallWatchdog, app, build_module, click, click_row, screenshot, wait_until  # noqa: E402
+from panel_harness import StallWatchdog, app, build_module, click, click_row, screenshot, wait_until  # noqa: E402
 
 ITERATIONS = 24
 
