@@ -8,8 +8,10 @@ interval lies wholly below ``b`` is confidently in the buffer, wholly above conf
 either way more runs would not change the selection. The boundary moves as means sharpen, so
 every case is re-checked after every round (a case can become active again). A case also
 stops when it reaches the run budget ``max_runs`` or when its interval is narrower than
-``± tol`` (two cases within ``tol`` of each other count as a tie that more runs are not
-worth resolving; ``tol = 0`` disables this).
+``± tol * (range of the current case means)``: an *indifference zone* (Bechhofer's
+ranking-and-selection idea) -- cases whose scores differ by less than a few per cent of the
+task's score range count as tied, and resolving such a tie is not worth hundreds of runs
+(``tol = 0`` disables this and only the budget stops boundary cases).
 
 This module is pure NumPy; ``mds.score_volumes`` drives it.
 """
@@ -28,16 +30,20 @@ class AdaptiveRule:
     """When to stop sampling a case.
 
     Attributes:
-        z: half-width of the confidence interval in standard errors (3.0 ~ 99.7% two-sided
-            for one case; conservative because every case near the boundary is tested
-            each round).
-        min_runs: runs every case gets before any may stop (std needs a few samples).
-        tol: a case stops once ``z * std / sqrt(n) <= tol`` (loss units); 0 = never.
+        z: half-width of the confidence interval in standard errors (2.5 ~ 98.8% two-sided
+            for one case).
+        min_runs: runs every case gets before any may stop (std needs a few samples; the
+            means of cases far from the boundary rest on this many runs).
+        tol: indifference zone as a fraction of the range (max - min) of the current case
+            means: a case stops once ``z * std / sqrt(n) <= tol * range``; 0 = never.
+
+    The defaults were chosen with ``python -m MedSeqFTLib.selection.benchmark`` (see
+    docs/selection.md).
     """
 
-    z: float = 3.0
-    min_runs: int = 32
-    tol: float = 0.0
+    z: float = 2.5
+    min_runs: int = 24
+    tol: float = 0.05
 
     def __post_init__(self):
         if not self.z > 0:
@@ -105,6 +111,8 @@ def active_mask(runs: CaseRuns, k: int, max_runs: int, rule: AdaptiveRule) -> np
     b = boundary(runs.means, k)
     if not np.isfinite(b):
         return np.zeros(len(counts), dtype=bool)
+    means = runs.means
     half = rule.z * runs.stds / np.sqrt(np.maximum(counts, 1))
-    undecided = np.abs(runs.means - b) <= half
-    return undecided & (half > rule.tol) & (counts < int(max_runs))
+    undecided = np.abs(means - b) <= half
+    zone = rule.tol * float(np.ptp(means))
+    return undecided & (half > zone) & (counts < int(max_runs))

@@ -99,7 +99,8 @@ def run_benchmark(encoder, head, pretext, ids: Sequence[str], volumes: Sequence,
             ref = means
         row = {"method": name, "forward_passes": res.forward_passes, "batched_calls": res.batched_calls,
                "wall_s": round(wall, 2), **compare(ids, ref, means, k),
-               "max_runs": int(res.runs.counts.max()), "min_runs": int(res.runs.counts.min())}
+               "max_runs": int(res.runs.counts.max()), "min_runs": int(res.runs.counts.min()),
+               "counts": [int(c) for c in res.runs.counts], "stds": [float(v) for v in res.runs.stds]}
         rows.append(row)
     passes_fixed = rows[0]["forward_passes"]
     for row in rows:
@@ -135,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scoring seed (default 0)")
     p.add_argument("--z", type=float, default=None, help="adaptive rule z (default AdaptiveRule().z)")
     p.add_argument("--min-runs", type=int, default=None, help="adaptive rule min_runs")
+    p.add_argument("--tol", type=float, default=None, help="adaptive rule tol (loss units)")
     p.add_argument("--paired", action="store_true", help="common random numbers: the same views for every case")
     p.add_argument("--no-ceiling", action="store_true", help="skip the second fixed run (halves the time)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
@@ -182,7 +184,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     k = args.k or SelectionConfig().k_for(len(ids))
     defaults = AdaptiveRule()
-    rule = AdaptiveRule(z=args.z or defaults.z, min_runs=args.min_runs or defaults.min_runs)
+    rule = AdaptiveRule(z=args.z or defaults.z, min_runs=args.min_runs or defaults.min_runs,
+                        tol=defaults.tol if args.tol is None else args.tol)
     device = resolve_device(args.device)
     result = run_benchmark(encoder, head, get_pretext(meta["ssl_pretext"]), ids, vols, runs=args.runs, k=k,
                            views=args.views, seed=args.seed, device=device, rule=rule,

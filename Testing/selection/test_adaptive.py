@@ -44,7 +44,7 @@ def test_boundary_is_midpoint_between_kth_and_next():
 
 def test_active_mask_rule():
     runs = CaseRuns(3)
-    rule = AdaptiveRule(z=2.0, min_runs=4)
+    rule = AdaptiveRule(z=2.0, min_runs=4, tol=0.0)
     runs.add(0, [1.0, 1.1, 0.9, 1.0])      # far below the boundary
     runs.add(1, [1.0, 3.0, 0.4, 2.6])      # noisy: straddles it
     runs.add(2, [2.2, 2.3])                # below min_runs -> always active first
@@ -59,6 +59,9 @@ def test_active_mask_rule():
     assert active_mask(runs, 1, 4, rule).tolist() == [False, False, False]
     # a tolerance wider than the interval stops it as well
     assert not active_mask(runs, 1, 100, AdaptiveRule(z=2.0, min_runs=4, tol=10.0)).any()
+    # tol is relative to the range of the means: case 1's half-width 1.25 vs 0.6 * range (1.25)
+    assert active_mask(runs, 1, 100, AdaptiveRule(z=2.0, min_runs=4, tol=0.6)).tolist() == [False, True, False]
+    assert active_mask(runs, 1, 100, AdaptiveRule(z=2.0, min_runs=4, tol=1.0)).tolist() == [False, False, False]
 
 
 def test_rule_validation():
@@ -117,3 +120,10 @@ def test_score_volumes_rejects_mismatched_inputs():
         score_volumes(vols, ids[:1], None, None, GaussianPretext(1.0), runs=4, k=1, views_per_batch=2, seed=0)
     with pytest.raises(ValueError):
         score_volumes(vols, ids, None, None, GaussianPretext(1.0), runs=0, k=1, views_per_batch=2, seed=0)
+
+
+def test_adaptive_rule_is_scale_free():
+    true = np.linspace(0.0, 3.0, 12)
+    _, a = _score(true, sigma=1.0, runs=300, k=3, adaptive=True)
+    _, b = _score(true * 10.0, sigma=10.0, runs=300, k=3, adaptive=True)
+    np.testing.assert_array_equal(a.runs.counts, b.runs.counts)
