@@ -46,21 +46,23 @@ def _label_array(path: Path, reference) -> tuple[np.ndarray, tuple]:
 
 
 class TestSet:
-    """Preprocessed test cases of one task, read once and shared by every model evaluated on it."""
+    """Preprocessed test cases of one task, read once and shared by every model evaluated on it.
+
+    The preprocessed arrays come from the workspace cache (``WS/cache``), so evaluating
+    again, or evaluating several models, does not resample the images again.
+    """
 
     def __init__(self, ws, name: str):
-        from ..inference.predict import prepare_case
+        from ..data.imageio import read_image
 
         self.record = ws.task(name)
         by_id = {c["id"]: c for c in self.record["cases"]}
+        ids = [cid for cid in self.record["split"]["test"] if by_id[cid].get("label")]  # unlabelled: not scorable
         self.cases = {}
-        for cid in self.record["split"]["test"]:
-            case = by_id[cid]
-            if not case.get("label"):
-                continue  # an unlabelled case cannot be scored
-            prepared = prepare_case([Path(p) for p in case["images"]], ws, self.record)
-            label, spacing = _label_array(Path(case["label"]), prepared[2])
-            self.cases[cid] = (prepared, label, spacing)
+        for cid, case in ws.prepared(name, ids=ids):
+            reference = read_image(Path(by_id[cid]["images"][0]))
+            label, spacing = _label_array(Path(by_id[cid]["label"]), reference)
+            self.cases[cid] = ((case.image, case.affine, reference), label, spacing)
 
 
 def evaluate_model_on_task(ws, model, test_set: TestSet, device=None, save_dir: Optional[Path] = None,
