@@ -8,7 +8,9 @@ our safetensors foundation file with its recipe in the metadata.
 ``demo_foundation`` is the M0 of ``medseqft init WS --foundation demo`` and of the demo:
 built from phantoms generated with ``M0_PHANTOM_SEED`` (not the demo tasks' seed, so M0 never
 saw the demo's cases) by a fixed recipe, and cached under ``$MEDSEQFT_CACHE`` (default
-``~/.cache/medseqft``). The cache file name holds a hash of the recipe, so changing the recipe
+``~/.cache/medseqft``). The package ships one build of the current recipe in
+``MedSeqFTLib/resources`` so a fresh machine need not pretrain first (``medseqft pretrain``
+or ``MEDSEQFT_REBUILD_DEMO_M0=1`` rebuilds it). The cache file name holds a hash of the recipe, so changing the recipe
 (or the phantom generator's version) builds a new file instead of reusing a stale one.
 """
 
@@ -27,7 +29,7 @@ from .config import ArchConfig, PreprocessConfig, preset
 from .errors import InputError
 
 __all__ = ["M0_PHANTOM_SEED", "demo_recipe", "recipe_key", "default_cache_dir", "collect_images", "load_volumes",
-           "build_foundation", "demo_foundation"]
+           "build_foundation", "demo_foundation", "packaged_foundation_dir"]
 
 M0_PHANTOM_SEED = 7  # the demo's tasks use sequence.demo.DEMO_SEED (2025)
 _RECIPE_VERSION = 1
@@ -195,9 +197,13 @@ def demo_foundation(cache_dir: Optional[str | Path] = None, reporter=None) -> Pa
 
     folder = default_cache_dir(cache_dir)
     recipe = demo_recipe()
-    path = folder / f"demo_foundation_{recipe_key(recipe)}.safetensors"
+    name = f"demo_foundation_{recipe_key(recipe)}.safetensors"
+    path = folder / name
     if path.is_file():
         return path
+    shipped = packaged_foundation_dir() / name
+    if shipped.is_file() and os.environ.get("MEDSEQFT_REBUILD_DEMO_M0") != "1":
+        return shipped  # built by this same recipe and shipped with the package
     folder.mkdir(parents=True, exist_ok=True)
     with _build_lock(path.with_suffix(".lock")):
         if path.is_file():  # another process built it while we waited
@@ -214,6 +220,16 @@ def demo_foundation(cache_dir: Optional[str | Path] = None, reporter=None) -> Pa
                              preprocess=PreprocessConfig.from_dict(recipe["preprocess"]), reporter=reporter,
                              extra_metadata={"source": "demo", "recipe": recipe, "recipe_key": recipe_key(recipe)})
     return path
+
+
+def packaged_foundation_dir() -> Path:
+    """Where the package ships a demo M0 built by the current recipe (``MedSeqFTLib/resources``).
+
+    Shipping it saves every new machine the pretraining run (minutes on a small CPU). A file
+    there is used only when its name carries the current recipe's hash; set
+    ``MEDSEQFT_REBUILD_DEMO_M0=1`` to ignore it and pretrain locally instead.
+    """
+    return Path(__file__).resolve().parent / "resources"
 
 
 @contextmanager

@@ -1,5 +1,7 @@
 """``medseqft pretrain`` and the cached demo foundation model."""
 
+import json
+
 import pytest
 
 from MedSeqFTLib import demo_foundation as dfm
@@ -92,3 +94,23 @@ def test_demo_foundation_builds_once_and_rebuilds_on_recipe_change(tmp_path, mon
     p2 = dfm.demo_foundation(cache_dir=tmp_path / "cache")
     assert p2 != p1 and p2.is_file() and p1.is_file()
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")] == []  # temp phantoms removed
+
+
+def test_shipped_demo_foundation_matches_the_current_recipe(tmp_path, monkeypatch):
+    """The package ships the demo M0 of the *current* recipe; a recipe change must re-ship it
+    (run ``MEDSEQFT_REBUILD_DEMO_M0=1 medseqft init /tmp/x --foundation demo`` and copy the
+    cached file into MedSeqFTLib/resources)."""
+    recipe = dfm.demo_recipe()
+    shipped = dfm.packaged_foundation_dir() / f"demo_foundation_{dfm.recipe_key(recipe)}.safetensors"
+    assert shipped.is_file(), f"re-ship the demo M0: {shipped.name} is missing"
+    _, meta = load_safetensors(shipped)
+    assert meta["recipe"] == json.loads(json.dumps(recipe)) and meta["source"] == "demo"
+    assert sorted(p.name for p in dfm.packaged_foundation_dir().glob("demo_foundation_*")) == [shipped.name]
+    monkeypatch.setenv("MEDSEQFT_CACHE", str(tmp_path / "empty_cache"))
+    assert dfm.demo_foundation() == shipped  # used as is, no pretraining
+    built = []
+    monkeypatch.setattr(dfm, "build_foundation", lambda out, *a, **k: built.append(out))
+    monkeypatch.setenv("MEDSEQFT_REBUILD_DEMO_M0", "1")
+    monkeypatch.setattr(dfm, "generate_phantoms", lambda *a, **k: [], raising=False)
+    dfm.demo_foundation()
+    assert built and built[0].parent == tmp_path / "empty_cache"
