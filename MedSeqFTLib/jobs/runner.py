@@ -22,6 +22,7 @@ demo's output folder), else ``~/.medseqft/jobs``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,7 +127,6 @@ def execute(name: str, args, run: Callable, console: Optional[ConsoleReporter] =
     record = _new_record(job_id, name, list(argv) if argv is not None else list(sys.argv[1:]), "running")
     record.update(pid_record(os.getpid()))
     job.write_status(record)
-    sys.stderr.write(f"medseqft {name}: job {job_id} ({job.events_path})\n")
     return _run_job(job, args, run, console=console, foreground=True)
 
 
@@ -201,6 +201,17 @@ def _run_job(job: JobFolder, args, run: Callable, console, foreground: bool) -> 
             finish("cancelled", "cancelled", EXIT_CANCELLED, "interrupted; rerun with --resume to continue")
             raise
         except InputError as exc:
+            if foreground and not reporter.last_progress:
+                # refused before any work: leave the workspace exactly as it was (the
+                # error line on stderr says everything); a detached job keeps its folder
+                # because the events file is how its launcher learns why it failed
+                writer.close()
+                shutil.rmtree(job.path, ignore_errors=True)
+                try:
+                    job.path.parent.rmdir()  # the jobs folder too, if this job created it
+                except OSError:
+                    pass
+                raise
             finish("failed", "failed", EXIT_INPUT, str(exc), level="error")
             raise
         except SystemExit as exc:

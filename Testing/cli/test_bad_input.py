@@ -220,3 +220,19 @@ def test_not_a_workspace(tmp_path, capsys):
     (tmp_path / "plain").mkdir()
     code, _, err = run_cli("add-task", tmp_path / "plain", ds, capsys=capsys)
     assert code == 2 and "not a MedSeqFT workspace" in err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (("select", "{ws}", "--task", "nope"), "unknown task 'nope'"),
+    (("refine", "{ws}", "--device", "cpu"), "no tasks"),
+    (("predict", "{ws}", "--task", "nope", "--out", "{tmp}/out", "{tmp}/img.nii.gz"), "nope"),
+    (("evaluate", "{ws}"), "refine"),
+    (("refine", "{ws}", "--device", "tpu"), "tpu"),
+])
+def test_job_commands_refuse_bad_input_without_touching_the_workspace(tmp_path, workspace, capsys, argv, match):
+    before = snapshot(workspace)
+    code, _, err = run_cli(*[a.format(ws=workspace, tmp=tmp_path) for a in argv], capsys=capsys)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and match in lines[0], err
+    assert snapshot(workspace) == before
+    assert not (workspace / "jobs").exists()
