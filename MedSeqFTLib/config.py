@@ -152,7 +152,8 @@ class RetentionConfig(_Serialisable):
         kd_batch_size: buffer patches per KD-FFT step; ``None`` = half of ``kd_fft.batch_size``
             (at least 1), which keeps the distillation overhead small.
         kd_every: distil on every n-th KD-FFT step only (1 = every step, the paper's reading);
-            n = 4 brings the KD-FFT step-time overhead from +35% to +8% (SwinUNETR-B, 96^3, H100).
+            n = 4 brings the KD-FFT step-time overhead from +42% to +12% (SwinUNETR-B, 160x160x32,
+            batch 2, H100; see docs/benchmarks.md).
     """
 
     fft: StageConfig = field(default_factory=lambda: StageConfig(25000, 3e-4))
