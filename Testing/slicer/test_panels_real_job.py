@@ -6,11 +6,10 @@ refine with tiny iterations -> Cancel -> Resume -> evaluate -> segment a scene v
 overlay it -> load the test-case predictions. Prints the longest main-thread stall while the
 jobs run and saves a screenshot of every panel (Testing/artifacts/real_job/).
 
-Needs the cached demo M0 (built once by any ``medseqft init WS --foundation demo``, minutes on
-a CPU); without it the test is skipped rather than spending those minutes here.
+Uses the demo M0 shipped in MedSeqFTLib/resources (no pretraining); about 1-2 minutes on 2 CPU
+cores, part of the default run because it is the only end-to-end check of the GUI on a real job.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -22,20 +21,6 @@ slicer = pytest.importorskip("slicer")
 from panel_harness import StallWatchdog, app, build_module, click, click_row, screenshot, wait_until  # noqa: E402
 
 ITERATIONS = 24
-
-
-def _demo_m0_cached() -> bool:
-    from MedSeqFTLib.demo_foundation import default_cache_dir, demo_recipe, recipe_key
-
-    key = recipe_key(demo_recipe())
-    return any(Path(default_cache_dir()).glob(f"*{key}*.safetensors"))
-
-
-pytestmark = [
-    pytest.mark.slow,  # about 1-2 minutes on 2 CPU cores: run with  pytest -m slow Testing/slicer
-    pytest.mark.skipif(importlib.util.find_spec("MedSeqFTLib.cli.refine") is None, reason="library has no refine command yet"),
-    pytest.mark.skipif(not _demo_m0_cached(), reason="demo M0 not cached; run 'medseqft init WS --foundation demo' once"),
-]
 
 
 def test_real_sequence_through_the_panels(tmp_path, artifacts_dir):
