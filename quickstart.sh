@@ -22,7 +22,7 @@ case "$what" in
     ;;
   test)
     $VPY -m pip install -q -e ".[test]"
-    export QT_QPA_PLATFORM=offscreen
+    export QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
     exec $VPY -m pytest -q -p no:cacheprovider --timeout=900 "$@"
     ;;
   *)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -72,8 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_openmp() -> None:
+    """Let idle OpenMP threads sleep instead of spinning.
+
+    With the default (spinning) policy, torch's CPU threads waste their time slices whenever
+    another process wants a core: measured on a 2-core machine with one busy core, a small
+    U-Net training step took 2.29 s with 2 threads instead of 0.23 s with this setting. It must
+    be set before torch is imported, which the subcommands do lazily; an explicit user
+    setting wins.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code instead of calling ``sys.exit``."""
+    _quiet_openmp()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
