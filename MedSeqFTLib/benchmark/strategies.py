@@ -85,7 +85,7 @@ STRATEGIES = {s.name: s for s in (
     Strategy("seq_mds", "Seq-FT + MDS", "sequential", lora_stage=False, selection="mds"),
     Strategy("seq_kg", "Seq-FT + K&G", "sequential", lora_stage=True, selection="random"),
     Strategy("medseqft", "MedSeqFT (MDS + K&G)", "sequential", lora_stage=True, selection="mds"),
-    Strategy("joint", "Joint multi-task (upper bound)", "joint"),
+    Strategy("joint", "Joint multi-task (all data at once)", "joint"),
     Strategy("transfer", "Transfer to an unseen task", "transfer"),
 )}
 DEFAULT_ORDER = tuple(STRATEGIES)
