@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import InputError
-from ..io.atomic import atomic_write_json, read_json
+from ..io.atomic import atomic_write_json, atomic_write_with, read_json
 from .settings import BenchmarkSettings
 from .strategies import STRATEGIES, Strategy, configure
 
@@ -267,6 +267,26 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    m0 = out / "foundations" / "m0.safetensors"
+    if foundation == "demo":
+        from ..demo_foundation import demo_foundation
+
+        source = Path(demo_foundation(reporter=reporter))
+    else:
+        from ..models.foundation import load_foundation
+
+        source = Path(foundation)
+        if not source.is_file():
+            raise InputError(source, "foundation file not found")
+        if source.suffix != ".safetensors":
+            raise InputError(source, "the benchmark needs a MedSeqFT foundation file (.safetensors); import this "
+                                     "checkpoint once with 'medseqft init WS --foundation FILE' and pass "
+                                     "WS/models/foundation.safetensors")
+        load_foundation(source)  # InputError unless it is our foundation file
+    if m0.is_file() and sha256_file(m0) != sha256_file(source):
+        raise InputError(source, f"this folder's benchmark ran with another foundation ({m0}); use a new --out folder")
+    if not m0.is_file():
+        atomic_write_with(m0, lambda tmp: shutil.copyfile(source, tmp))
     if datasets is None:
         datasets, generated_transfer = make_phantoms(out, settings, reporter)
         transfer_dataset = transfer_dataset or generated_transfer
@@ -277,20 +297,6 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
         transfer_dataset = Path(transfer_dataset).resolve()
     strategies = [s for s in strategies if s != "transfer" or transfer_dataset is not None]
 
-    m0 = out / "foundations" / "m0.safetensors"
-    if not m0.is_file():
-        if foundation == "demo":
-            from ..demo_foundation import demo_foundation
-
-            source = Path(demo_foundation(reporter=reporter))
-        else:
-            source = Path(foundation)
-            if not source.is_file():
-                raise InputError(source, "foundation file not found")
-        m0.parent.mkdir(parents=True, exist_ok=True)
-        tmp = m0.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(m0)
     plan = {"settings": settings.to_dict(), "datasets": [str(d) for d in datasets],
             "transfer_dataset": str(transfer_dataset) if transfer_dataset else None,
             "foundation": foundation, "foundation_sha256": sha256_file(m0), "strategies": list(strategies),

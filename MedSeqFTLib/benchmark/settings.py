@@ -92,9 +92,9 @@ class BenchmarkSettings:
 BENCH_PRESETS = {
     # 4 tasks x 3 seeds x 12 strategies in about half an hour on 2 CPU cores (see docs/benchmarks.md)
     "cpu": BenchmarkSettings(),
-    # a lent GPU: bigger phantoms, more cases, 10x the iterations; still the demo-size backbone
-    # unless --foundation names a bigger M0
-    "gpu": BenchmarkSettings(phantom_tasks=4, phantom_cases=24, phantom_size=64, patch_size=48, iterations=1000,
+    # a lent GPU: bigger phantoms, more cases, ~17x the iterations; patch 64 suits SwinUNETR (multiple of 32)
+    # too; still the demo-size backbone unless --foundation names a bigger M0
+    "gpu": BenchmarkSettings(phantom_tasks=4, phantom_cases=24, phantom_size=64, patch_size=64, iterations=1000,
                              lora_iterations=200, lr=1e-3, lora_lr=1e-3, batch_size=4, buffer_k=4, mds_runs=128),
     # the fast test
     "tiny": BenchmarkSettings(phantom_tasks=2, phantom_cases=4, phantom_size=24, transfer=False, train_fraction=0.5,

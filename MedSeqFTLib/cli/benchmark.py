@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="learning rate of FFT / KD-FFT / PEFT / joint (overrides the preset)")
     p.add_argument("--kd-weight", type=float, help="weight of the buffer distillation loss (overrides the preset)")
     p.add_argument("--buffer-k", type=int, help="buffer cases per task (overrides the preset)")
+    p.add_argument("--patch-size", type=int, help="training patch edge in voxels (overrides the preset; SwinUNETR: a "
+                                                  "multiple of 32)")
     p.add_argument("--foundation", default="demo", help="demo (the cached demo M0) or a foundation file")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -58,7 +60,7 @@ def run(args, reporter) -> int:
 
         torch.set_num_threads(args.threads)
     settings = bench_preset(args.preset, iterations=args.iterations, lora_iterations=args.lora_iterations, lr=args.lr,
-                            kd_weight=args.kd_weight, buffer_k=args.buffer_k)
+                            kd_weight=args.kd_weight, buffer_k=args.buffer_k, patch_size=args.patch_size)
     strategies = parse_strategies(args.strategies)
     for d in list(args.tasks or []) + ([args.transfer_task] if args.transfer_task else []):
         if not Path(d).is_dir():

@@ -119,6 +119,21 @@ def test_rerun_reuses_finished_units_and_refuses_other_settings(bench, foundatio
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
     assert len(err) == 1 and "different settings (iterations 3 there vs 4 now)" in err[0]
     assert main(["benchmark", "--strategies", "fft,nope", "--out", str(bench)]) == 2
+    foreign = bench.parent / "voco.pt"
+    foreign.write_bytes(b"not ours")
+    assert main(["benchmark", "--foundation", str(foreign), "--out", str(bench.parent / "other")]) == 2
+    assert "medseqft init WS --foundation FILE" in capsys.readouterr().err
+    import torch
+
+    from MedSeqFTLib.models.foundation import load_foundation, save_foundation
+
+    enc, head, meta = load_foundation(foundation)
+    with torch.no_grad():
+        next(enc.parameters()).add_(1.0)
+    other_m0 = save_foundation(bench.parent / "other_m0.safetensors", enc, head, meta)
+    assert main(["benchmark", "--preset", "tiny", "--seeds", "1", "--strategies", "fft", "--foundation", str(other_m0),
+                 "--out", str(bench), "--device", "cpu"]) == 2
+    assert "another foundation" in capsys.readouterr().err
     (bench / "results.md").unlink()
     assert main(["benchmark", "--tables-only", "--out", str(bench)]) == 0
     assert "| FFT (parallel) | 1 |" in (bench / "results.md").read_text(encoding="utf-8")
