@@ -11,9 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-__all__ = ["random_foundation", "refined_foundation", "open_or_create", "SPLIT_SEED_NOTE"]
-
-SPLIT_SEED_NOTE = "every task's train/test split uses BenchmarkSettings.split_seed, the same for all strategies and seeds"
+__all__ = ["random_foundation", "refined_foundation", "open_or_create"]
 
 
 def random_foundation(path: Path, like: Path, seed: int) -> Path:
