@@ -49,9 +49,9 @@ class BenchmarkSettings:
     iterations: int = 60
     lora_iterations: int = 15
     lr: float = 3e-3
-    lora_lr: float = 3e-3
+    lora_lr: float = 1e-2
     batch_size: int = 2
-    kd_weight: float = 1.0
+    kd_weight: float = 0.1
     buffer_k: int = 2
     mds_runs: int = 16
 

@@ -16,14 +16,18 @@ __all__ = ["segmentation_loss", "distillation_loss", "resolve_scales"]
 
 
 def segmentation_loss():
-    """MONAI ``DiceCELoss(softmax=True, to_onehot_y=True)``.
+    """MONAI ``DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, batch=True)``.
+
+    The Dice term is nnU-Net's: foreground classes only, pooled over the batch, so patches
+    without a class (common for small targets such as tumours) do not reward an empty
+    prediction, and the near-perfect background Dice does not dilute the loss.
 
     Call it as ``loss(logits (B, n_classes, X, Y, Z), labels (B, 1, X, Y, Z))``; labels are
     integer class values (any dtype), background 0.
     """
     from monai.losses import DiceCELoss
 
-    return DiceCELoss(softmax=True, to_onehot_y=True)
+    return DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, batch=True)
 
 
 def resolve_scales(n_outputs: int, distil_scales: Optional[Sequence[int]]) -> list[int]:
