@@ -5,7 +5,7 @@ labels into the slice views."""
 from __future__ import annotations
 
 from .qtcompat import get, qt
-from .widgets import fill_table, hbox, make_table, section_layout
+from .widgets import fill_table, finish_section, hbox, make_table, section_layout
 from . import workspace_files as wf
 
 __all__ = ["BufferPanel"]
@@ -38,12 +38,7 @@ class BufferPanel:
         form.addRow(hbox(self.runButton, self.progress))
         self.table = make_table(HEADERS)
         form.addRow(self.table)
-        self.statusLabel = qt.QLabel("")
-        self.statusLabel.setWordWrap(True)
-        form.addRow(self.statusLabel)
-        box = qt.QWidget()
-        box.setLayout(form)
-        layout.addWidget(box)
+        self.statusLabel = finish_section(layout, form)
         self.runButton.clicked.connect(lambda *_: self.on_run())
         self.taskCombo.currentIndexChanged.connect(lambda *_: self.refresh_table())
         self.table.cellClicked.connect(lambda row, col: self.on_row_clicked(row))

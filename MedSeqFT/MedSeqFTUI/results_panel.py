@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .qtcompat import get, qt
-from .widgets import fill_table, hbox, make_table, section_layout
+from .widgets import fill_table, finish_section, hbox, make_table, section_layout
 from . import workspace_files as wf
 from .tasks_panel import PREDICTION_ATTRIBUTE
 
@@ -48,12 +48,7 @@ class ResultsPanel:
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         form.addRow(self.progress)
-        self.statusLabel = qt.QLabel("")
-        self.statusLabel.setWordWrap(True)
-        form.addRow(self.statusLabel)
-        box = qt.QWidget()
-        box.setLayout(form)
-        layout.addWidget(box)
+        self.statusLabel = finish_section(layout, form)
         self.evaluateButton.clicked.connect(lambda *_: self.on_evaluate())
         self.refreshVolumesButton.clicked.connect(lambda *_: self.refresh_volumes())
         self.predictButton.clicked.connect(lambda *_: self.on_predict())

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from .qtcompat import get, qt
-from .widgets import browse_row, fill_table, hbox, make_table, section_layout
+from .widgets import browse_row, fill_table, finish_section, hbox, make_table, section_layout
 from . import workspace_files as wf
 
 __all__ = ["TasksPanel", "scene_pairs"]
@@ -59,12 +59,7 @@ class TasksPanel:
         form.addRow(hbox(self.addButton, self.addSceneButton))
         self.table = make_table(HEADERS)
         form.addRow(self.table)
-        self.statusLabel = qt.QLabel("")
-        self.statusLabel.setWordWrap(True)
-        form.addRow(self.statusLabel)
-        box = qt.QWidget()
-        box.setLayout(form)
-        layout.addWidget(box)
+        self.statusLabel = finish_section(layout, form)
         self.addButton.clicked.connect(lambda *_: self.on_add())
         self.addSceneButton.clicked.connect(lambda *_: self.on_add_from_scene())
         self.c.workspaceChanged.connect(lambda *_: self.refresh())

@@ -6,7 +6,7 @@ from typing import Callable, List, Sequence
 
 from .qtcompat import get, qt
 
-__all__ = ["section_layout", "fill_table", "make_table", "browse_row", "hbox", "find_child"]
+__all__ = ["section_layout", "finish_section", "fill_table", "make_table", "browse_row", "hbox", "find_child"]
 
 
 def section_layout(section):
@@ -15,6 +15,17 @@ def section_layout(section):
     if layout is None:
         layout = qt.QVBoxLayout(section)
     return layout
+
+
+def finish_section(layout, form):
+    """Add a word-wrapped status line under ``form``, put the form into ``layout``; returns the label."""
+    status = qt.QLabel("")
+    status.setWordWrap(True)
+    form.addRow(status)
+    box = qt.QWidget()
+    box.setLayout(form)
+    layout.addWidget(box)
+    return status
 
 
 def make_table(headers: Sequence[str]):

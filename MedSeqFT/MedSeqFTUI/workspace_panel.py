@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .qtcompat import get, qt
-from .widgets import browse_row, hbox, section_layout
+from .widgets import browse_row, finish_section, hbox, section_layout
 from . import workspace_files as wf
 
 __all__ = ["WorkspacePanel"]
@@ -48,12 +48,7 @@ class WorkspacePanel:
         self.sequenceLabel = qt.QLabel("no workspace open")
         self.sequenceLabel.setWordWrap(True)
         form.addRow("Sequence:", self.sequenceLabel)
-        self.statusLabel = qt.QLabel("")
-        self.statusLabel.setWordWrap(True)
-        form.addRow(self.statusLabel)
-        box = qt.QWidget()
-        box.setLayout(form)
-        layout.addWidget(box)
+        self.statusLabel = finish_section(layout, form)
 
         self.createButton.clicked.connect(lambda *_: self.on_create())
         self.openButton.clicked.connect(lambda *_: self.on_open())
