@@ -114,7 +114,8 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
             reporter.log("every task is already refined; nothing to do")
             return []
         for i, name in enumerate(todo):
-            reporter.plan([st for later in todo[i + 1:] for st in stage_plan(ws, names.index(later), later)])
+            # this task's stages too: each leaves the plan once it starts reporting
+            reporter.plan([st for later in todo[i:] for st in stage_plan(ws, names.index(later), later)])
             index = names.index(name)
             _guard_oom(lambda: _refine_task(ws, index, name, names[:index], reporter, dev), ws, name, dev)
         return todo

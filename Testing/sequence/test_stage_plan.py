@@ -1,0 +1,38 @@
+"""The stages a refine job announces to the ETA estimator (the whole job, not just the current stage)."""
+
+from types import SimpleNamespace
+
+from MedSeqFTLib.config import preset
+from MedSeqFTLib.jobs.eta import EtaEstimator
+from MedSeqFTLib.sequence.runner import stage_plan
+
+
+def _ws(**retention):
+    cfg = preset("cpu_demo")
+    cfg.retention = cfg.retention.replace(**retention)
+    return SimpleNamespace(config=cfg)
+
+
+def test_first_task_is_fft_later_tasks_kd_then_lora():
+    ws = _ws()
+    r = ws.config.retention
+    assert stage_plan(ws, 0, "a") == [("fft", "a", r.fft.iterations)]
+    assert stage_plan(ws, 1, "b") == [("kd_fft", "b", r.kd_fft.iterations), ("lora_kd", "b", r.lora_kd.iterations)]
+
+
+def test_switches_change_the_plan():
+    assert [s for s, _, _ in stage_plan(_ws(lora_stage=False), 2, "c")] == ["kd_fft"]
+    assert [s for s, _, _ in stage_plan(_ws(enabled=False), 2, "c")] == ["fft"]
+
+
+def test_eta_includes_the_rest_of_the_current_task():
+    """While kd_fft of the last task runs, its lora_kd stage is still counted."""
+    ws = _ws()
+    now = [0.0]
+    eta = EtaEstimator(clock=lambda: now[0])
+    eta.plan(stage_plan(ws, 1, "b"))
+    for step in range(1, 11):  # 1 s per kd_fft step
+        now[0] += 1.0
+        left = eta.update("kd_fft", "b", step, 150)
+    r = ws.config.retention
+    assert left >= (150 - 10) * 0.9 + r.lora_kd.iterations * 0.5
