@@ -23,6 +23,7 @@ directed percentiles (see Testing/evaluation/test_metrics.py).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -72,8 +73,11 @@ def mask_metrics(pred: np.ndarray, label: np.ndarray, spacing: Sequence[float]) 
     y_pred = torch.from_numpy(pred)[None, None].float()
     y = torch.from_numpy(label)[None, None].float()
     dice = DiceMetric(include_background=True, reduction="none")(y_pred, y)
-    hd = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
-        y_pred, y, spacing=[float(s) for s in spacing])
+    with warnings.catch_warnings():
+        # MONAI 1.6 warns about its own internal use of a deprecated argument on every call
+        warnings.simplefilter("ignore", FutureWarning)
+        hd = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
+            y_pred, y, spacing=[float(s) for s in spacing])
     return {"dice": float(dice.reshape(-1)[0]), "hd95": float(hd.reshape(-1)[0]), "empty": None}
 
 
