@@ -38,6 +38,9 @@ def run(args, reporter) -> int:
     for j, t in enumerate(order):
         print(f"{t:<28} {_fmt(doc['dice'][j][j]):>22} {_fmt(doc['dice'][last][j]):>19} "
               f"{_fmt(s['untrained_dice'].get(t)):>17} {_fmt(doc['hd95'][last][j], pct=False):>14}")
+    for t in order:
+        classes = s["class_dice"].get(t, {})
+        print(f"  {t} per class (own model): " + ", ".join(f"{c} {_fmt(v).strip()}" for c, v in classes.items()))
     avg = doc["average_dice"][last]
     print(f"final model, average Dice over all tasks: {_fmt(avg)} %; backward transfer (Dice): "
           + (f"{100 * doc['bwt_dice']:+.1f} points" if doc.get("bwt_dice") is not None else "n/a"))

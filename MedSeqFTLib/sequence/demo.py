@@ -118,7 +118,11 @@ def run_demo(out: Path, quick: bool = False, device: str = "auto", reporter=None
         baseline = {t: untrained_dice(ws, t, dev) for t in ws.task_names()}
     with clock("report"):
         report = build_report(ws, reporter=reporter)
+    from ..io.atomic import read_json
+
+    own = read_json(ws.metrics_dir / "metrics.json")["tasks"]
+    per_class = {t: {c: m["dice"] for c, m in own[t]["classes"].items()} for t in own}
     total = time.perf_counter() - t_start
     return {"workspace": str(ws_dir), "report": str(report), "seconds": total, "stage_seconds": clock.times,
-            "forgetting": doc, "untrained_dice": baseline, "tasks": ws.task_names(),
+            "forgetting": doc, "untrained_dice": baseline, "class_dice": per_class, "tasks": ws.task_names(),
             "settings": s.__dict__, "quick": quick}
