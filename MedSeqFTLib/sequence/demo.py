@@ -32,7 +32,7 @@ class DemoSettings:
 
 SETTINGS = {
     "full": DemoSettings(cases=12, size=64, fft_iterations=300, kd_iterations=240, lora_iterations=80, mds_runs=64),
-    "quick": DemoSettings(cases=8, size=48, fft_iterations=150, kd_iterations=120, lora_iterations=40, mds_runs=16),
+    "quick": DemoSettings(cases=8, size=64, fft_iterations=150, kd_iterations=180, lora_iterations=40, mds_runs=16),
 }
 
 
