@@ -233,6 +233,8 @@ def evaluate_folders(pred_dir: Path, labels_dir: Path, labels_json: Optional[Pat
             raise InputError(preds[case], f"grid differs from label {labels[case].name}: {problem}")
         pairs[case] = (sitk_to_ras_array(p_img)[0], sitk_to_ras_array(l_img)[0], tuple(l_img.GetSpacing()))
     classes = _classes_for_folders(pred_dir, labels_json, [lab for _, lab, _ in pairs.values()])
+    if not any(int(v) != 0 for v in classes.values()):
+        raise InputError(labels_dir, "no foreground label value in any label file; name the classes with --classes")
     per_case = {}
     for i, (case, (pred, lab, spacing)) in enumerate(pairs.items(), start=1):
         per_case[case] = case_metrics(pred, lab, spacing, classes)

@@ -28,22 +28,14 @@ _COLOURS = [(0.5, 0.68, 0.5), (0.94, 0.84, 0.57), (0.69, 0.48, 0.4), (0.44, 0.72
 
 
 def resolve_device(name: str = "auto"):
-    """``"auto"`` -> CUDA if available else CPU; otherwise ``torch.device(name)``.
+    """The torch device for ``name``; the same rules as ``medseqft refine --device``.
 
     Raises:
-        InputError: an unknown or unavailable device name.
+        InputError: an unknown or unavailable device (bad CUDA index, no MPS, ...).
     """
-    import torch
+    from ..sequence.runner import resolve_device as _resolve
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InputError("--device", f"unknown device {name!r} ({exc})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device", f"{name!r} requested but CUDA is not available; use --device cpu")
-    return device
+    return _resolve(name)
 
 
 def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], device=None,

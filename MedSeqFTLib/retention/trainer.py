@@ -177,14 +177,11 @@ def _load_checkpoint(folder: Path, params: Mapping, optimizer, device) -> int:
     path = folder / "checkpoint.pt"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises anything on damaged bytes (IndexError seen)
         raise InputError(path, f"unreadable stage checkpoint ({exc.__class__.__name__}); delete {folder} to restart this stage") from None
-    saved = payload["params"]
-    if set(saved) != set(params):
-        raise InputError(path, f"checkpoint does not match the stage's parameters; delete {folder} to restart this stage")
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(saved[k].to(p.device))
+    if not isinstance(payload, dict) or not isinstance(payload.get("params"), dict):
+        raise InputError(path, f"not a stage checkpoint (no 'params'); delete {folder} to restart this stage")
+    _copy_checked(payload["params"], params, path, folder)
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng_cpu"])
     if "rng_cuda" in payload and getattr(device, "type", "") == "cuda":
@@ -197,10 +194,33 @@ def _load_result(folder: Path, params: Mapping) -> None:
 
     from ..models.checkpoint import load_safetensors
 
-    tensors, _ = load_safetensors(folder / "result.safetensors")
+    path = folder / "result.safetensors"
+    tensors, _ = load_safetensors(path)
+    _copy_checked(tensors, params, path, folder)
+
+
+def _copy_checked(saved: Mapping, params: Mapping, path: Path, folder: Path) -> None:
+    """Copy saved tensors into ``params`` after checking names and shapes.
+
+    A stage resumed with other settings (e.g. another LoRA rank, set in the Slicer panel
+    between Cancel and Resume) has other shapes: ``copy_`` would fail, or silently broadcast.
+
+    Raises:
+        InputError: names or shapes differ from the stage's parameters.
+    """
+    import torch
+
+    from ..errors import InputError
+
+    if set(saved) != set(params):
+        raise InputError(path, f"checkpoint does not match the stage's parameters; delete {folder} to restart this stage")
+    for k, p in params.items():
+        if tuple(saved[k].shape) != tuple(p.shape):
+            raise InputError(path, f"stage was trained with other settings ({k}: shape {tuple(saved[k].shape)}, "
+                                   f"now {tuple(p.shape)}); restore them or delete {folder} to restart this stage")
     with torch.no_grad():
         for k, p in params.items():
-            p.copy_(tensors[k].to(p.device))
+            p.copy_(saved[k].to(p.device))
 
 
 def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Callable[[int], dict]], reporter,

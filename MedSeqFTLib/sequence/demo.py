@@ -60,6 +60,22 @@ def _configure(ws, s: DemoSettings) -> None:
     ws.save_config(cfg)
 
 
+def _add_missing_tasks(ws, datasets, reporter) -> None:
+    """Add the demo datasets that are not tasks yet, in order (idempotent)."""
+    import shutil
+
+    from ..data.datasets import read_dataset
+
+    for d in datasets:
+        name = read_dataset(d).name
+        if name in ws.task_names():
+            continue
+        orphan = ws.task_dir(name)
+        if orphan.exists():  # add-task interrupted between task.json and workspace.json
+            shutil.rmtree(orphan)
+        ws.add_task(d, reporter=reporter)
+
+
 def untrained_dice(ws, task: str, device) -> Optional[float]:
     """Mean Dice of a randomly initialised model (same architecture) on a task's test split."""
     import torch
@@ -103,10 +119,13 @@ def run_demo(out: Path, quick: bool = False, device: str = "auto", reporter=None
             log(f"reusing workspace {ws_dir}")
         else:
             ws, _ = init_workspace(ws_dir, "demo", seed=DEMO_SEED, reporter=reporter)
-            with ws.lock("demo"):
-                _configure(ws, s)
-                for d in datasets:
-                    ws.add_task(d, reporter=reporter)
+        with ws.lock("demo"):
+            # also on reuse: a first run interrupted between init and the last add-task must
+            # not leave a demo with fewer tasks or the preset's iteration counts
+            ws = Workspace.open(ws_dir)
+            if not any(ws.task(t)["status"] in ("training", "done") for t in ws.task_names()):
+                _configure(ws, s)  # never change the schedule of a sequence already being trained
+            _add_missing_tasks(ws, datasets, reporter)
     ws = Workspace.open(ws_dir)
     dev = resolve_device(device)
     with clock("refine"):

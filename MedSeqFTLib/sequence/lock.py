@@ -115,8 +115,13 @@ class WorkspaceLock:
             moved = json.loads(aside.read_text())
         except (OSError, ValueError):
             moved = {}
-        if moved != judged and moved:
-            # we moved a fresh lock another process had just taken: give it back
+        try:
+            fresh = time.time() - aside.stat().st_mtime < 10
+        except OSError:
+            fresh = False
+        if moved != judged or (not moved and fresh):
+            # we moved a lock another process had just taken (possibly still empty, between
+            # its O_EXCL create and its write): give it back
             try:
                 os.link(aside, self.path)
             except FileExistsError:

@@ -214,9 +214,7 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         from ..selection.mds import select_task
 
         select_task(ws, name, reporter, device=str(dev))
-    ws.set_task_status(name, "training")
     t_task = time.perf_counter()
-    reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
 
     # -- M_{t-1}: encoder (and decoder from task 2 on); new seeded decoder (task 1) and head ----
     n_classes = len(ws.labels(name))
@@ -242,6 +240,8 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     task_cases = [case for _, case in ws.prepared(name, "train")]
     if not task_cases:
         raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
+    ws.set_task_status(name, "training")  # only now: the checks above leave the workspace as it was
+    reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
     stages, record_extra = {}, {}
     kd = index > 0 and rc.enabled
     if not kd:

@@ -236,3 +236,26 @@ def test_job_commands_refuse_bad_input_without_touching_the_workspace(tmp_path, 
     assert code == 2 and len(lines) == 1 and match in lines[0], err
     assert snapshot(workspace) == before
     assert not (workspace / "jobs").exists()
+
+
+def test_refine_with_moved_data_leaves_task_status_unchanged(tmp_path, workspace, capsys):
+    import shutil
+
+    from MedSeqFTLib.sequence.workspace import Workspace
+
+    ds = make_nnunet(tmp_path / "Dataset001_X", n=4, size=16)
+    assert run_cli("add-task", workspace, ds, "--name", "t1", capsys=capsys)[0] == 0
+    assert run_cli("select", workspace, "--runs", 2, capsys=capsys)[0] == 0
+    shutil.rmtree(ds)
+    before = snapshot(workspace)
+    code, _, err = run_cli("refine", workspace, "--device", "cpu", capsys=capsys)
+    assert code == 2 and len([l for l in err.splitlines() if l.strip()]) == 1, err
+    assert Workspace.open(workspace).task("t1")["status"] == "selected"
+    assert snapshot(workspace) == before
+
+
+def test_evaluate_folders_without_any_foreground_is_bad_input(tmp_path, capsys):
+    for folder in ("pred", "lab"):
+        write_image(tmp_path / folder / "c1.nii.gz", np.zeros((8, 8, 8), np.uint8))
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--labels", tmp_path / "lab", capsys=capsys)
+    assert code == 2 and "no foreground label value" in err and "Traceback" not in err
