@@ -259,7 +259,7 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
     """
     from ..jobs.reporter import NullReporter
     from ..models.foundation import sha256_file
-    from ..sequence.runner import resolve_device
+    from ..devices import resolve_device
     from .table import write_tables
 
     reporter = reporter or NullReporter()

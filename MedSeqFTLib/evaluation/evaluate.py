@@ -119,7 +119,7 @@ def evaluate_workspace(ws, task: Optional[str] = None, reporter=None, device: st
         InputError: unknown or unfinished ``task``, no finished task at all, unreadable test files.
     """
     from ..inference.loader import finished_tasks, load_task_model, require_finished
-    from ..inference.predict import resolve_device
+    from ..devices import resolve_device
     from .forgetting import build_forgetting, write_forgetting
 
     done = finished_tasks(ws)

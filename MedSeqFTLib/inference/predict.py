@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import InputError
 from ..io.atomic import atomic_write_json
 from .loader import class_values, load_task_model, require_finished
@@ -25,17 +26,6 @@ __all__ = ["sliding_window_predict", "prepare_case", "predict_prepared", "predic
 # Slicer's default-ish distinct colours for segments 1..n (RGB in [0, 1])
 _COLOURS = [(0.5, 0.68, 0.5), (0.94, 0.84, 0.57), (0.69, 0.48, 0.4), (0.44, 0.72, 0.82), (0.85, 0.4, 0.41),
             (0.56, 0.47, 0.73), (0.89, 0.51, 0.23), (0.39, 0.56, 0.27)]
-
-
-def resolve_device(name: str = "auto"):
-    """The torch device for ``name``; the same rules as ``medseqft refine --device``.
-
-    Raises:
-        InputError: an unknown or unavailable device (bad CUDA index, no MPS, ...).
-    """
-    from ..sequence.runner import resolve_device as _resolve
-
-    return _resolve(name)
 
 
 def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], device=None,

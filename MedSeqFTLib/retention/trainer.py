@@ -190,8 +190,6 @@ def _load_checkpoint(folder: Path, params: Mapping, optimizer, device) -> int:
 
 
 def _load_result(folder: Path, params: Mapping) -> None:
-    import torch
-
     from ..models.checkpoint import load_safetensors
 
     path = folder / "result.safetensors"

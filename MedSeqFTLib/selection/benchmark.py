@@ -21,7 +21,6 @@ can run on a machine without SimpleITK (e.g. a GPU box).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

@@ -93,25 +93,10 @@ def case_seed(seed: int, case_id: str) -> int:
 
 
 def resolve_device(device: Optional[str]):
-    """``"auto"`` -> CUDA if available else CPU; otherwise ``torch.device(device)``.
+    """``devices.resolve_device`` with the CPU as the default (scoring is cheap)."""
+    from ..devices import resolve_device as _resolve
 
-    Raises:
-        InputError: unparsable device, or CUDA asked for but not available.
-    """
-    import torch
-
-    name = (device or "cpu").strip()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError("--device", f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device", f"{name} requested but CUDA is not available; use --device cpu")
-    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise InputError("--device", "mps requested but not available; use --device cpu")
-    return dev
+    return _resolve(device or "cpu")
 
 
 def score_volumes(volumes: Sequence, case_ids: Sequence[str], encoder, head, pretext, *, runs: int, k: int,

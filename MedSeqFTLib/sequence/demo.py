@@ -93,7 +93,7 @@ def run_demo(out: Path, quick: bool = False, device: str = "auto", reporter=None
     from ..data.phantoms import generate_phantoms
     from ..demo_foundation import demo_foundation
     from ..evaluation.evaluate import evaluate_workspace
-    from ..inference.predict import resolve_device
+    from ..devices import resolve_device
     from ..report.report import build_report
     from .init import init_workspace
     from .runner import refine_workspace

@@ -17,41 +17,13 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Optional
 
+from ..devices import resolve_device
 from ..errors import InputError
 
 __all__ = ["refine_workspace", "resolve_device", "pending_tasks", "partial_tasks", "STAGES"]
 
 STAGES = ("fft", "kd_fft", "lora_kd", "merge")
-
-
-def resolve_device(device: Optional[str]):
-    """``auto`` -> CUDA if available, then MPS, else CPU; otherwise ``torch.device(device)``.
-
-    Raises:
-        InputError: unparsable device, or a CUDA / MPS device that is not available.
-    """
-    import torch
-
-    name = (device or "auto").strip()
-    mps_ok = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError("--device", f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device", f"{name} requested but CUDA is not available; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError("--device", f"{name} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type == "mps" and not mps_ok:
-        raise InputError("--device", "mps requested but not available; use --device cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise InputError("--device", f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return dev
 
 
 def _is_done(ws, name: str) -> bool:
@@ -206,7 +178,7 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     from ..retention.merge import add_lora, lora_parameters, merge_lora
     from ..retention.trainer import derive_seed
     from ..selection.manifest import manifest_path
-    from .task_model import ENCODER_FILE, count_params, file_sha256, load_previous_parts, model_dir, save_task_model
+    from .task_model import ENCODER_FILE, file_sha256, load_previous_parts, model_dir, save_task_model
 
     cfg, rc = ws.config, ws.config.retention
     _check_patch(ws)
