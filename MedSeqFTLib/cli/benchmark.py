@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "compare fine-tuning strategies (TFS, FFT, PEFT, Seq-FT, +Random, +MDS, +K&G, MedSeqFT, joint, transfer)"
 DESCRIPTION = (HELP + ". Every strategy is a product workspace trained with the same budget per stage and the same "
                "data splits; results go to OUT/results.md, results.csv, summary.csv and benchmark.png. Rerunning with "
@@ -31,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-size", type=int, help="training patch edge in voxels (overrides the preset; SwinUNETR: a "
                                                   "multiple of 32)")
     p.add_argument("--foundation", default="demo", help="demo (the cached demo M0) or a foundation file")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    add_device_argument(p)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--tables-only", action="store_true",
                    help="only rewrite the tables from the runs finished so far in --out (no training)")

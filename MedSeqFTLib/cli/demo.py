@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "run the whole pipeline on generated phantom tasks (phantoms, M0, 3 tasks, refine, evaluate, report)"
 JOB = True
 
@@ -13,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("medseqft_demo"), help="output folder (default ./medseqft_demo); "
                    "rerunning with the same folder reuses finished work")
     p.add_argument("--quick", action="store_true", help="smaller phantoms and fewer iterations (about 2 minutes on a 2-core CPU)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    add_device_argument(p)
 
 
 def job_root(args):

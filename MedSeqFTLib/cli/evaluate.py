@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "Dice/HD95 per task and class + forgetting matrix; or --pred DIR --labels DIR for external predictions"
 DESCRIPTION = (HELP + ". Workspace mode writes WS/metrics/metrics.json, forgetting.json and forgetting.csv. "
                "Folder mode matches files by case name (file name without its image suffix) and fails (exit 2) "
@@ -16,7 +18,7 @@ JOB = True
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workspace", type=Path, nargs="?", help="the workspace folder (omit with --pred/--labels)")
     p.add_argument("--task", default=None, help="evaluate only this task's model (its own test split and every earlier task)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_device_argument(p)
     p.add_argument("--pred", type=Path, default=None, help="folder of predicted label volumes")
     p.add_argument("--labels", type=Path, default=None, help="folder of reference label volumes (with --pred)")
     p.add_argument("--classes", type=Path, default=None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "segment images with a finished task's model (labels written in each input's own geometry)"
 DESCRIPTION = (HELP + ". Each IMAGE is one case; for a task with several channels give a case as its channel "
                "files joined by commas (ct.nii.gz,pet.nii.gz). Writes DIR/<case><suffix> plus "
@@ -18,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--suffix", default=None, choices=[".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha"],
                    help="output format (default: the input's)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_device_argument(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file per case (channels comma-joined)")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "K&G RFT: refine the model through every pending task (FFT, KD-FFT, LoRA-KD, merge)"
 DESCRIPTION = (
     "For every task without a finished model, in sequence order: choose its buffer (MDS) if it has none, "
@@ -17,7 +19,7 @@ JOB = True
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workspace", type=Path, help="workspace folder")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:N or mps (default auto)")
+    add_device_argument(p)
     p.add_argument("--resume", action="store_true", help="continue a task that was interrupted (finished stages are not redone)")
 
 

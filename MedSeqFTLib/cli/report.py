@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "write WS/reports/report.html and report.md (metrics, forgetting, losses, overlays, parameter change)"
 JOB = True
 
@@ -13,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workspace", type=Path, help="the workspace folder")
     p.add_argument("--evaluate", action="store_true",
                    help="(re)run the evaluation first; by default it only runs when WS/metrics is missing")
-    p.add_argument("--device", default="auto", help="device for a needed evaluation: auto, cpu, cuda or cuda:N")
+    add_device_argument(p, default="auto", purpose="for a needed evaluation")
     p.add_argument("--slices", type=int, default=3, help="overlay slices per task (default 3)")
 
 

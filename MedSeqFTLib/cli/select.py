@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_device_argument
+
 HELP = "MDS buffer selection: score each training case with M0's SSL loss and pick the K lowest"
 DESCRIPTION = (
     "Score every training case of a task with the foundation model's SSL pretext loss, averaged over "
@@ -22,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random", action="store_true", help="random buffer of the same size (the paper's ablation)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the workspace seed)")
     p.add_argument("--no-adaptive", action="store_true", help="run every case R times instead of stopping decided cases early")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu)")
+    add_device_argument(p, default="cpu", purpose="for SSL scoring")
 
 
 def format_table(manifest: dict) -> str:
