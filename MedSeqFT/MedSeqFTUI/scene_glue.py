@@ -56,17 +56,21 @@ def _read_into(scene, node, path: Path):
     return node
 
 
+def _load_node(scene, class_name: str, path: str | Path, name: Optional[str]):
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    node = scene.AddNewNodeByClass(class_name, name or _stem(path))
+    return _read_into(scene, node, path)
+
+
 def load_volume(scene, path: str | Path, name: Optional[str] = None):
     """Load an image file as a ``vtkMRMLScalarVolumeNode`` with a default display node.
 
     Raises:
         ValueError: the file is missing or is not a readable image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or _stem(path))
-    _read_into(scene, node, path)
+    node = _load_node(scene, "vtkMRMLScalarVolumeNode", path, name)
     node.CreateDefaultDisplayNodes()
     return node
 
@@ -77,11 +81,7 @@ def load_labelmap(scene, path: str | Path, name: Optional[str] = None):
     Raises:
         ValueError: the file is missing or is not a readable image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name or _stem(path))
-    return _read_into(scene, node, path)
+    return _load_node(scene, "vtkMRMLLabelMapVolumeNode", path, name)
 
 
 def import_labels_as_segmentation(scene, labelmap_node, reference_volume, labels: Dict[str, int],
