@@ -3,7 +3,8 @@
 ``validate_dataset`` runs in two passes so that cheap problems surface in seconds: first the
 headers of all files (dimension, size, grid of channels and labels), then the voxels, one case
 at a time (corrupt data, NaN/Inf, label values). Hard problems raise ``InputError`` naming the
-file; soft ones (an empty label map, a declared label that never occurs) come back as warnings.
+file (or the dataset folder when every label map is empty); soft ones (one empty label map, a
+declared label that never occurs) come back as warnings.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import InputError
-from .datasets import DatasetSpec, check_label_values, modality_from_channels
+from .dataset_spec import DatasetSpec
+from .layout_common import check_label_values
+from .modality import modality_from_channels
 from .imageio import ImageHeader, read_header, read_image
 
 __all__ = ["validate_dataset", "DEFAULT_MAX_VOXELS", "MAX_AXIS", "GEOMETRY_TOL", "CT_MIN_THRESHOLD"]
@@ -203,8 +206,9 @@ def validate_dataset(spec: DatasetSpec, max_voxels: int = DEFAULT_MAX_VOXELS,
     """Read every file of ``spec`` and check it (headers of all cases first, then voxels).
 
     For a plain folder this also fills ``spec.labels`` (from ``labels.json``, else
-    ``label_1``.. from the values found) and guesses ``spec.modality``/``channel_names`` from
-    the intensities (channel minimum <= -500: CT, else MR), adding a warning that says so.
+    ``label_1``.. from the values found) and, unless ``modality.apply_modality`` set them
+    already, guesses ``spec.modality``/``channel_names`` from the intensities (channel
+    minimum <= -500: CT, else MR), adding a warning that says so.
 
     Args:
         spec: from ``read_dataset``; modified in place for plain folders as described.
@@ -219,7 +223,7 @@ def validate_dataset(spec: DatasetSpec, max_voxels: int = DEFAULT_MAX_VOXELS,
         InputError: unreadable/corrupt/truncated file, 2D/4D/vector image, single slice, too
             large, channel or label grid different from the first channel, NaN/Inf voxels,
             non-integer/negative label values, values not declared in the labels, label values
-            of a plain folder that are not 0..N-1.
+            of a plain folder that are not 0..N-1, every label map empty (only background).
     """
     if int(max_voxels) < 1:
         raise InputError("max_voxels", f"must be >= 1, got {max_voxels}")
@@ -239,8 +243,9 @@ def validate_dataset(spec: DatasetSpec, max_voxels: int = DEFAULT_MAX_VOXELS,
 
     warnings = list(spec.warnings)
     declared = set(spec.labels.values())
-    seen: dict = {}
+    seen: dict = {}  # label value -> first case holding it
     minima = [np.inf] * max(1, spec.num_channels)
+    labelled_left = sum(1 for c in all_cases if c.label is not None)
     for case in all_cases:
         for k, path in enumerate(case.images):
             minima[k] = min(minima[k], _image_min(path))
@@ -256,6 +261,11 @@ def validate_dataset(spec: DatasetSpec, max_voxels: int = DEFAULT_MAX_VOXELS,
                 seen.setdefault(int(v), case.id)
             if not np.any(values > 0):
                 warnings.append(f"case {case.id}: label map is empty (only background) in {case.label}")
+            labelled_left -= 1
+            if labelled_left == 0 and not any(v > 0 for v in seen):
+                # before the last tick, so that a console reporter prints no finished bar first
+                raise InputError(spec.root, f"every label map is empty (only background 0 in all {len(spec.cases)} "
+                                            "labelled case(s)); there is nothing to train on (wrong labels folder?)")
         tick(f"voxels {case.id}")
 
     if spec.format == "plain":
@@ -284,4 +294,4 @@ def _fill_plain(spec: DatasetSpec, seen: dict, minima: list, warnings: list) -> 
         spec.modality = modality_from_channels(guessed)
         lows = ", ".join(f"{m:g}" for m in minima[: spec.num_channels])
         warnings.append(f"{spec.root}: modality guessed as {spec.modality} from the lowest intensity "
-                        f"({lows}; CT if <= {CT_MIN_THRESHOLD:g})")
+                        f"({lows}; CT if <= {CT_MIN_THRESHOLD:g}); pass --modality to set it")

@@ -58,3 +58,16 @@ def make_nnunet(root: Path, n: int = 4, size: int = 16, seed: int = 0, labels=No
     return root
 
 
+
+
+def make_plain(root: Path, n: int = 3, size: int = 16, empty_labels: bool = False) -> Path:
+    """A tiny images/ + labels/ folder with CT-like intensities (a strip of air at -1000)."""
+    for i in range(n):
+        img = np.full((size, size, size), 40.0, np.float32)
+        img[:, :, :2] = -1000.0
+        lab = np.zeros((size, size, size), np.uint8)
+        if not empty_labels:
+            lab[size // 4:3 * size // 4, size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+        write_image(root / "images" / f"p{i}.nii.gz", img)
+        write_image(root / "labels" / f"p{i}.nii.gz", lab)
+    return root

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cli_helpers import make_nnunet, run_cli, snapshot, write_image
+from cli_helpers import make_nnunet, make_plain, run_cli, snapshot, write_image
 
 
 def _expect_refusal(capsys, workspace, dataset, *matches, extra=()):
@@ -259,3 +259,47 @@ def test_evaluate_folders_without_any_foreground_is_bad_input(tmp_path, capsys):
         write_image(tmp_path / folder / "c1.nii.gz", np.zeros((8, 8, 8), np.uint8))
     code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--labels", tmp_path / "lab", capsys=capsys)
     assert code == 2 and "no foreground label value" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("layout", ["nnunet", "plain"])
+def test_every_label_map_empty(tmp_path, workspace, capsys, layout):
+    if layout == "nnunet":
+        ds = make_nnunet(tmp_path / "Dataset001_X", size=16)
+        for i in range(4):
+            write_image(_label(ds, f"case{i:02d}"), np.zeros((16, 16, 16), np.uint8))
+    else:
+        ds = make_plain(tmp_path / "Dataset001_X", empty_labels=True)
+    line = _expect_refusal(capsys, workspace, ds, "every label map is empty")
+    assert f"error: {ds}: every label map is empty" in line, line  # names the dataset folder, not one file
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_blank_task_name(tmp_path, workspace, capsys, name):
+    ds = make_nnunet(tmp_path / "Dataset001_X")
+    line = _expect_refusal(capsys, workspace, ds, "must not be empty", extra=("--name", name))
+    assert "error: --name: " in line, line
+
+
+def test_blank_task_name_in_the_python_api(tmp_path, workspace):
+    from MedSeqFTLib.errors import InputError
+    from MedSeqFTLib.sequence.workspace import Workspace
+
+    ds = make_nnunet(tmp_path / "Dataset001_X")
+    before = snapshot(workspace)
+    with pytest.raises(InputError, match="^--name: "):
+        Workspace.open(workspace).add_task(ds, name="")
+    assert snapshot(workspace) == before
+
+
+@pytest.mark.parametrize("value", ["XRAY", "", "ct scan"])
+def test_unknown_modality(tmp_path, workspace, capsys, value):
+    ds = make_nnunet(tmp_path / "Dataset001_X")
+    line = _expect_refusal(capsys, workspace, ds, "unknown modality", "CT, MR, PET, other", extra=("--modality", value))
+    assert "error: --modality: " in line, line
+
+
+@pytest.mark.parametrize("value", ["MR", "pet", "other"])
+def test_modality_contradicting_dataset_json(tmp_path, workspace, capsys, value):
+    ds = make_nnunet(tmp_path / "Dataset001_X")  # dataset.json channel_names {"0": "CT"}
+    _expect_refusal(capsys, workspace, ds, "--modality", "contradicts", str(ds / "dataset.json"),
+                    extra=("--modality", value))
