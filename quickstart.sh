@@ -21,7 +21,9 @@ case "$what" in
     exec .venv/bin/medseqft demo "$@"
     ;;
   test)
-    $VPY -m pip install -q -e ".[test]"
+    # pin the installed torch: nnunetv2 (a test dependency) pulls torchvision, which would otherwise
+    # replace a CPU torch with the newest CUDA build
+    $VPY -m pip install -q -e ".[test]" "torch==$($VPY -c "import torch; print(torch.__version__.split('+')[0])")"
     export QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
     exec $VPY -m pytest -q -p no:cacheprovider --timeout=900 "$@"
     ;;
