@@ -19,12 +19,15 @@ __all__ = [
     "StageConfig",
     "RetentionConfig",
     "SelectionConfig",
+    "RecipeConfig",
     "WorkspaceConfig",
-    "preset",
-    "PRESETS",
 ]
 
 ARCH_NAMES = ("small_unet", "swin_unetr")
+NORMALIZATIONS = ("window", "ct_zscore", "zscore")
+SCHEDULES = ("poly", "cosine", "constant")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+KEEP_LARGEST = ("auto", "on", "off")
 
 
 def _check(cond: bool, where: str, problem: str) -> None:
@@ -97,11 +100,18 @@ class PreprocessConfig(_Serialisable):
 
     Attributes:
         spacing: target voxel spacing in mm (x, y, z) after reorientation to RAS.
-        ct_window: HU window mapped to [0, 1] for CT; MR images are z-scored instead.
+        ct_window: HU window mapped to [0, 1] for CT with ``normalization="window"``.
         patch_size: training patch (x, y, z) in voxels.
         crop_foreground: crop each case to the body (CT: above -500 HU; MR: above 0) before the
             intensity step, with a 2-voxel margin.
-        pos_fraction: share of training patches centred on a labelled voxel.
+        pos_fraction: share of training patches centred on a voxel of a class chosen uniformly
+            among the classes present in the case (nnU-Net's class-aware oversampling); the
+            others are placed at random.
+        normalization: ``"window"`` (CT: ``ct_window`` -> [0, 1]; others z-score),
+            ``"ct_zscore"`` (CT: clip to ``ct_stats`` low/high, then (x - mean) / std, nnU-Net's
+            CT scheme) or ``"zscore"`` (per-image z-score inside the body, every modality).
+        ct_stats: ``[low, high, mean, std]`` of the dataset's foreground HU (the 0.5/99.5
+            percentiles, mean and std), needed by ``"ct_zscore"``.
     """
 
     spacing: tuple = (1.5, 1.5, 1.5)
@@ -109,8 +119,18 @@ class PreprocessConfig(_Serialisable):
     patch_size: tuple = (96, 96, 96)
     crop_foreground: bool = True
     pos_fraction: float = 0.5
+    normalization: str = "window"
+    ct_stats: Optional[tuple] = None
 
     def __post_init__(self):
+        _check(self.normalization in NORMALIZATIONS, "preprocess.normalization",
+               f"must be one of {list(NORMALIZATIONS)}, got {self.normalization!r}")
+        if self.ct_stats is not None:
+            _check(len(self.ct_stats) == 4 and float(self.ct_stats[0]) < float(self.ct_stats[1]) and float(self.ct_stats[3]) > 0,
+                   "preprocess.ct_stats", f"needs [low, high, mean, std] with low < high and std > 0, got {self.ct_stats}")
+            self.ct_stats = tuple(float(v) for v in self.ct_stats)
+        _check(self.normalization != "ct_zscore" or self.ct_stats is not None, "preprocess.ct_stats",
+               "normalization 'ct_zscore' needs the dataset's [low, high, mean, std] (from the task's fingerprint)")
         _check(len(self.spacing) == 3 and all(float(s) > 0 for s in self.spacing), "preprocess.spacing", f"needs 3 positive numbers, got {self.spacing}")
         _check(len(self.ct_window) == 2 and float(self.ct_window[0]) < float(self.ct_window[1]), "preprocess.ct_window", f"needs [low, high] with low < high, got {self.ct_window}")
         _check(len(self.patch_size) == 3 and all(int(p) >= 8 for p in self.patch_size), "preprocess.patch_size", f"needs 3 integers >= 8, got {self.patch_size}")
@@ -118,6 +138,76 @@ class PreprocessConfig(_Serialisable):
         self.spacing = tuple(float(s) for s in self.spacing)
         self.ct_window = tuple(float(w) for w in self.ct_window)
         self.patch_size = tuple(int(p) for p in self.patch_size)
+
+
+@dataclass
+class RecipeConfig(_Serialisable):
+    """How every training stage optimises and how inference runs (one recipe for all stages).
+
+    Attributes:
+        schedule: learning-rate decay over a stage: ``"poly"`` (nnU-Net: lr * (1 - t/T)^0.9),
+            ``"cosine"`` (after ``warmup_fraction`` of linear warm-up) or ``"constant"``.
+        poly_exponent: exponent of the poly decay.
+        warmup_fraction: share of a stage's steps spent warming up linearly (cosine and poly).
+        grad_clip: clip the gradient norm to this (nnU-Net: 12); 0 turns clipping off.
+        amp: mixed precision on CUDA: ``"auto"`` (bf16 where supported, else fp16 with a
+            gradient scaler), ``"bf16"``, ``"fp16"`` or ``"off"``; the CPU always runs fp32.
+        augment: nnU-Net's default augmentation (``data.augment``) on task patches.
+        elastic: add elastic deformation to the augmentation.
+        workers: data-loader worker processes; ``None`` = 0 on the CPU (the cores train),
+            ``min(8, cpus - 1)`` on CUDA.
+        tta_mirror: average predictions over the 8 mirrorings at inference; ``None`` = on CUDA
+            only (it costs 8x the time).
+        sw_overlap: sliding-window overlap at inference.
+        keep_largest: keep only the largest connected component of each class at inference:
+            ``"auto"`` = per class where it raised Dice on the training cases after training.
+        memory_budget_mb: activation memory of one training batch that the plan sizes the
+            patch for; ``None`` = half the GPU's memory, or 400 MB on the CPU.
+    """
+
+    schedule: str = "poly"
+    poly_exponent: float = 0.9
+    warmup_fraction: float = 0.0
+    grad_clip: float = 12.0
+    amp: str = "auto"
+    augment: bool = True
+    elastic: bool = False
+    workers: Optional[int] = None
+    tta_mirror: Optional[bool] = None
+    sw_overlap: float = 0.5
+    keep_largest: str = "auto"
+    memory_budget_mb: Optional[float] = None
+
+    def __post_init__(self):
+        _check(self.schedule in SCHEDULES, "recipe.schedule", f"must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        _check(float(self.poly_exponent) > 0, "recipe.poly_exponent", f"must be > 0, got {self.poly_exponent}")
+        _check(0.0 <= float(self.warmup_fraction) < 1.0, "recipe.warmup_fraction", f"must lie in [0, 1), got {self.warmup_fraction}")
+        _check(float(self.grad_clip) >= 0, "recipe.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check(self.amp in AMP_MODES, "recipe.amp", f"must be one of {list(AMP_MODES)}, got {self.amp!r}")
+        _check(self.workers is None or int(self.workers) >= 0, "recipe.workers", f"must be >= 0 or null, got {self.workers}")
+        _check(0.0 <= float(self.sw_overlap) < 1.0, "recipe.sw_overlap", f"must lie in [0, 1), got {self.sw_overlap}")
+        _check(self.keep_largest in KEEP_LARGEST, "recipe.keep_largest", f"must be one of {list(KEEP_LARGEST)}, got {self.keep_largest!r}")
+        for name in ("augment", "elastic"):
+            _check(isinstance(getattr(self, name), bool), f"recipe.{name}", f"must be true or false, got {getattr(self, name)!r}")
+        _check(self.memory_budget_mb is None or float(self.memory_budget_mb) > 0, "recipe.memory_budget_mb",
+               f"must be > 0 or null, got {self.memory_budget_mb}")
+        _check(self.tta_mirror is None or isinstance(self.tta_mirror, bool), "recipe.tta_mirror",
+               f"must be true, false or null, got {self.tta_mirror!r}")
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """Multiplier of the base learning rate at ``step`` (0-based) of a ``total``-step stage."""
+        import math
+
+        total = max(int(total), 1)
+        warm = int(round(float(self.warmup_fraction) * total))
+        if step < warm:
+            return (step + 1) / warm
+        if self.schedule == "constant":
+            return 1.0
+        t = (step - warm) / max(total - warm, 1)
+        if self.schedule == "poly":
+            return (1.0 - t) ** float(self.poly_exponent)
+        return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -231,6 +321,7 @@ class WorkspaceConfig(_Serialisable):
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     seed: int = 0
     checkpoint_every_s: float = 180.0
 
@@ -243,43 +334,9 @@ _NESTED = {
     ("WorkspaceConfig", "preprocess"): PreprocessConfig,
     ("WorkspaceConfig", "retention"): RetentionConfig,
     ("WorkspaceConfig", "selection"): SelectionConfig,
+    ("WorkspaceConfig", "recipe"): RecipeConfig,
     ("RetentionConfig", "fft"): StageConfig,
     ("RetentionConfig", "kd_fft"): StageConfig,
     ("RetentionConfig", "lora_kd"): StageConfig,
 }
-_TUPLE_FIELDS = {"spacing", "ct_window", "patch_size"}
-
-
-def _paper() -> WorkspaceConfig:
-    return WorkspaceConfig(
-        arch=ArchConfig(name="swin_unetr", feature_size=48),
-        preprocess=PreprocessConfig(spacing=(1.5, 1.5, 1.5), patch_size=(96, 96, 96)),
-    )
-
-
-def _cpu_demo() -> WorkspaceConfig:
-    return WorkspaceConfig(
-        arch=ArchConfig(name="small_unet", feature_size=8),
-        preprocess=PreprocessConfig(spacing=(3.0, 3.0, 3.0), patch_size=(32, 32, 32)),
-        # kd_weight 0.1: with 1.0 the small U-Net's encoder was held so close to E_{t-1} that
-        # the kidney phantom task was not learned at all (Dice 0 vs 0.40 with 0.1, 0.30 with 0,
-        # which forgot the liver task); see docs/method.md "KD weight".
-        retention=RetentionConfig(
-            fft=StageConfig(150, 3e-3, 2),
-            kd_fft=StageConfig(150, 3e-3, 2),
-            kd_weight=0.1,
-            lora_kd=StageConfig(60, 1e-2, 2),
-        ),
-        selection=SelectionConfig(runs=64, views_per_batch=8),
-        checkpoint_every_s=30.0,
-    )
-
-
-PRESETS = {"paper": _paper, "cpu_demo": _cpu_demo}
-
-
-def preset(name: str) -> WorkspaceConfig:
-    """``"paper"``: SwinUNETR-B with the paper's schedule; ``"cpu_demo"``: small CNN, minutes on a CPU."""
-    if name not in PRESETS:
-        raise InputError("--preset", f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+_TUPLE_FIELDS = {"spacing", "ct_window", "patch_size", "ct_stats"}

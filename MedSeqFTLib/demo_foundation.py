@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import ArchConfig, PreprocessConfig, preset
+from .config import ArchConfig, PreprocessConfig
+from .presets import preset
 from .errors import InputError
 
 __all__ = ["M0_PHANTOM_SEED", "demo_recipe", "recipe_key", "default_cache_dir", "collect_images", "load_volumes",
@@ -40,18 +41,22 @@ def demo_recipe() -> dict:
     from .data.phantoms import GENERATOR_VERSION
 
     cfg = preset("cpu_demo")
+    # M0's own pre-training preprocessing, fixed here: the tasks' plans may choose other
+    # spacings and patches, and the shipped build must not change when they do
+    preprocess = {"spacing": [3.0, 3.0, 3.0], "ct_window": [-175.0, 250.0], "patch_size": [32, 32, 32],
+                  "crop_foreground": True, "pos_fraction": 0.5}
     return {
         "recipe_version": _RECIPE_VERSION,
         "phantoms": {"tasks": 3, "cases": 6, "test_cases": 0, "size": 48, "seed": M0_PHANTOM_SEED,
                      "generator_version": GENERATOR_VERSION},
         "arch": cfg.arch.to_dict(),
-        "preprocess": cfg.preprocess.to_dict(),
+        "preprocess": preprocess,
         "pretext": "masked",
         "steps": 200,
         "batch_size": 2,
         "lr": 2e-3,
         "seed": M0_PHANTOM_SEED,
-        "patch_size": list(cfg.preprocess.patch_size),
+        "patch_size": list(preprocess["patch_size"]),
     }
 
 

@@ -37,20 +37,20 @@ def train_joint_workspace(ws, reporter=None, device: str = "auto") -> list[str]:
     import torch
     from torch import nn
 
-    from ..data.sampling import PatchSampler
     from ..errors import InputError
     from ..jobs.reporter import NullReporter
     from ..models.foundation import load_foundation
     from ..models.registry import build_segnet
     from ..retention.batches import to_device
     from ..retention.losses import segmentation_loss
-    from ..retention.trainer import StageSpec, derive_seed, run_stage
+    from ..retention.trainer import derive_seed, run_stage
+    from ..sequence.stage_setup import sampler_factory, stage_spec
     from ..sequence.runner import pending_tasks, resolve_device
     from ..sequence.task_model import file_sha256, save_task_model
 
     reporter = reporter or NullReporter()
     dev = resolve_device(device)
-    cfg, pp, stage_cfg = ws.config, ws.config.preprocess, ws.config.retention.fft
+    cfg, stage_cfg = ws.config, ws.config.retention.fft
     names = ws.task_names()
     if not names:
         raise InputError(ws.root, "the workspace has no tasks")
@@ -73,26 +73,23 @@ def train_joint_workspace(ws, reporter=None, device: str = "auto") -> list[str]:
             cases = [case for _, case in ws.prepared(name, "train")]
             if not cases:
                 raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
-            samplers.append(lambda seed, c=cases: PatchSampler(c, tuple(pp.patch_size), int(stage_cfg.batch_size),
-                                                               float(pp.pos_fraction), int(seed)))
+            samplers.append(sampler_factory(ws.task_config(name), cases, int(stage_cfg.batch_size)))
         params = {f"encoder.{k}": p for k, p in net.encoder.named_parameters()}
         params.update({f"decoder.{k}": p for k, p in net.decoder.named_parameters()})
         params.update({f"heads.{k}": p for k, p in heads.named_parameters()})
-        spec = StageSpec(stage="fft", task="joint", folder=ws.root / "joint" / "stages",
-                         iterations=int(stage_cfg.iterations) * len(names), lr=float(stage_cfg.lr),
-                         weight_decay=float(stage_cfg.weight_decay), checkpoint_every_s=float(cfg.checkpoint_every_s),
-                         seed=derive_seed(cfg.seed, "joint", "fft"))
+        spec = stage_spec(cfg, ws.root / "joint" / "stages", "joint", "fft",
+                          stage_cfg.replace(iterations=int(stage_cfg.iterations) * len(names)), dev)
         loss_fn = segmentation_loss()
 
-        def make_step(start: int):
-            sources = [make(derive_seed(spec.seed, "task-batches", i, start)) for i, make in enumerate(samplers)]
+        def make_step(start: int, streams):
+            # each task's stream serves every len(names)-th step; start it where this run resumes
+            sources = [streams(make, f"task-batches-{i}") for i, make in enumerate(samplers)]
 
-            def step(i: int) -> dict:
+            def step(i: int):
                 t = i % len(names)
                 image, label = to_device(sources[t].next_batch(), dev)
                 loss = loss_fn(heads[t](net.decoder(net.encoder(image))), label)
-                loss.backward()
-                return {"seg": float(loss.detach())}
+                return loss, {"seg": float(loss.detach())}
 
             return step
 
@@ -107,7 +104,7 @@ def train_joint_workspace(ws, reporter=None, device: str = "auto") -> list[str]:
                       # the one joint stage is listed once, under the first task, so times add up
                       "stages": {"fft": log.to_dict()} if t == 0 else {},
                       "joint_tasks": names, "n_classes": len(ws.labels(name)), "labels": ws.labels(name),
-                      "device": str(dev), "patch_size": list(pp.patch_size), "seed": int(cfg.seed),
+                      "device": str(dev), "patch_size": list(ws.task_config(name).preprocess.patch_size), "seed": int(cfg.seed),
                       "config": cfg.to_dict(), "time_s": total_s if t == 0 else 0.0}
             metadata = {"task": name, "index": t, "arch": cfg.arch.to_dict(), "lineage": "M0 (joint)"}
             save_task_model(ws.task_dir(name), net.encoder, net.decoder, heads[t], record, metadata)

@@ -17,14 +17,12 @@ import time
 __all__ = ["train_peft_workspace"]
 
 
-def _stage_spec(ws, name: str, stage_cfg):
-    from ..retention.trainer import StageSpec, derive_seed
+def _stage_spec(ws, cfg, name: str, stage_cfg, dev):
+    from ..sequence.stage_setup import stage_spec
 
-    # stage "fft" keeps the event protocol's stage names; the folder says what it really is
-    return StageSpec(stage="fft", task=name, folder=ws.task_dir(name) / "stages" / "peft",
-                     iterations=int(stage_cfg.iterations), lr=float(stage_cfg.lr),
-                     weight_decay=float(stage_cfg.weight_decay), checkpoint_every_s=float(ws.config.checkpoint_every_s),
-                     seed=derive_seed(ws.config.seed, name, "fft"))
+    # stage "fft" keeps the event protocol's stage names; the folder says what it really is;
+    # the task's FFT data stream, so the PEFT baselines see the same patches as FFT
+    return stage_spec(cfg, ws.task_dir(name) / "stages" / "peft", name, "fft", stage_cfg, dev, "task-data")
 
 
 def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: str = "auto") -> list[str]:
@@ -47,7 +45,7 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
     """
     import torch
 
-    from ..data.sampling import PatchSampler
+    from ..sequence.stage_setup import sampler_factory
     from ..errors import InputError
     from ..jobs.reporter import NullReporter
     from ..models.foundation import load_foundation
@@ -62,12 +60,12 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
         raise ValueError(f"mode must be 'lora' (rank >= 1) or 'head', got {mode!r} rank {rank}")
     reporter = reporter or NullReporter()
     dev = resolve_device(device)
-    cfg = ws.config
-    pp, stage_cfg = cfg.preprocess, cfg.retention.fft
     trained = []
     with ws.lock("benchmark"):
         for name in pending_tasks(ws):
             t0 = time.perf_counter()
+            cfg = ws.task_config(name)
+            pp, stage_cfg = cfg.preprocess, cfg.retention.fft
             ws.set_task_status(name, "training")
             torch.manual_seed(derive_seed(cfg.seed, name, "init"))
             net = build_segnet(cfg.arch, len(ws.labels(name)))
@@ -87,10 +85,9 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
             cases = [case for _, case in ws.prepared(name, "train")]
             if not cases:
                 raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
-            factory = lambda seed, c=cases: PatchSampler(c, tuple(pp.patch_size), int(stage_cfg.batch_size),  # noqa: E731
-                                                         float(pp.pos_fraction), int(seed))
+            factory = sampler_factory(cfg, cases, int(stage_cfg.batch_size))
             n_trainable = int(sum(p.numel() for p in net.parameters() if p.requires_grad))
-            log = train_fft(net, _stage_spec(ws, name, stage_cfg), factory, reporter, dev)
+            log = train_fft(net, _stage_spec(ws, cfg, name, stage_cfg, dev), factory, reporter, dev)
             encoder_t = merge_lora(net.encoder) if mode == "lora" else net.encoder
             strategy = f"peft_lora_r{rank}" if mode == "lora" else "peft_head_only"
             stages = {"fft": {**log.to_dict(), "trainable_params": n_trainable, "adapter_params": n_adapter}}

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 from ..errors import InputError
 from ..io.atomic import atomic_write_json, atomic_write_with, read_json
 from .settings import BenchmarkSettings
-from .strategies import STRATEGIES, Strategy, configure
+from .strategies import STRATEGIES, Strategy, configure, workspace_overrides
 
 __all__ = ["run_benchmark", "run_unit", "load_results", "unit_dir", "machine_info", "make_phantoms"]
 
@@ -149,7 +149,8 @@ def _single_task_workspaces(folder: Path, foundation: Path, datasets, cfg_fn, se
 
     final, timings, eval_s = {}, [], 0.0
     for i, dataset in enumerate(datasets):
-        ws = open_or_create(folder / f"ws_{i + 1}", foundation, [dataset], cfg_fn, settings, reporter)
+        ws = open_or_create(folder / f"ws_{i + 1}", foundation, [dataset], cfg_fn, settings, reporter,
+                            workspace_overrides(settings))
         train(ws)
         doc, secs = _evaluate(ws, reporter, device)
         eval_s += secs
@@ -177,7 +178,7 @@ def run_unit(out: Path, strategy: Strategy, seed: int, settings: BenchmarkSettin
     t0 = time.perf_counter()
     result = {"strategy": strategy.name, "label": strategy.label, "kind": strategy.kind, "seed": int(seed)}
     if strategy.kind in ("sequential", "joint"):
-        ws = open_or_create(folder / "ws", m0, datasets, cfg_fn, settings, reporter)
+        ws = open_or_create(folder / "ws", m0, datasets, cfg_fn, settings, reporter, workspace_overrides(settings))
         if strategy.kind == "joint":
             train_joint_workspace(ws, reporter=reporter, device=device)
         else:

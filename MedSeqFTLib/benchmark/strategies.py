@@ -137,3 +137,15 @@ def configure(cfg, strategy: Strategy, settings, seed: int):
     patch = (int(s.patch_size),) * 3
     return cfg.replace(retention=retention, selection=selection, preprocess=cfg.preprocess.replace(patch_size=patch),
                        seed=int(seed), checkpoint_every_s=60.0)
+
+
+def workspace_overrides(settings) -> dict:
+    """Settings every task of a benchmark workspace takes over its own plan (``workspace.json`` ``overrides``).
+
+    The benchmark fixes the patch and batch so that every strategy and task trains on the same
+    input size whatever each task's plan would choose on this machine.
+    """
+    out = {"preprocess.patch_size": [int(settings.patch_size)] * 3}
+    for stage in ("fft", "kd_fft", "lora_kd"):
+        out[f"retention.{stage}.batch_size"] = int(settings.batch_size)
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Optional
 
 __all__ = ["random_foundation", "refined_foundation", "open_or_create"]
 
@@ -72,7 +73,8 @@ def refined_foundation(path: Path, ws, like: Path) -> Path:
     return path
 
 
-def open_or_create(ws_dir: Path, foundation: Path, datasets: list, configure_fn, settings, reporter=None):
+def open_or_create(ws_dir: Path, foundation: Path, datasets: list, configure_fn, settings, reporter=None,
+                   overrides: Optional[dict] = None):
     """Open the workspace at ``ws_dir`` or create it; add every dataset not added yet.
 
     Args:
@@ -80,6 +82,7 @@ def open_or_create(ws_dir: Path, foundation: Path, datasets: list, configure_fn,
         foundation: foundation file for ``init_workspace``.
         datasets: dataset folders, in task order.
         configure_fn: ``configure_fn(cfg) -> cfg`` applied right after ``init``.
+        overrides: workspace-wide overrides of the tasks' plans (``strategies.workspace_overrides``).
         settings: ``BenchmarkSettings`` (split seed and train fraction).
 
     Returns:
@@ -95,6 +98,7 @@ def open_or_create(ws_dir: Path, foundation: Path, datasets: list, configure_fn,
         ws, _ = init_workspace(ws_dir, str(foundation), reporter=reporter)
         with ws.lock("benchmark"):
             ws.save_config(configure_fn(ws.config))
+            ws.update_manifest(lambda m: m.__setitem__("overrides", dict(overrides or {})))
     ws = Workspace.open(ws_dir)
     have = len(ws.task_names())
     if have < len(datasets):

@@ -28,6 +28,7 @@ COMMANDS = {
     "pretrain": "pretrain",
     "init": "init",
     "add-task": "add_task",
+    "plan": "plan",
     "status": "status",
     "select": "select",
     "refine": "refine",

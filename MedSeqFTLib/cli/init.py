@@ -14,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "our .safetensors, VoCo .pt/.pth, MONAI model_swinvit.pt, or a plain state dict")
     p.add_argument("--arch", choices=["small_unet", "swin_unetr"], default=None,
                    help="backbone (default: from the checkpoint's metadata; swin_unetr for foreign checkpoints)")
-    p.add_argument("--preset", choices=["paper", "cpu_demo"], default=None,
-                   help="hyper-parameter preset (default: cpu_demo for small_unet, paper for swin_unetr)")
+    p.add_argument("--preset", choices=["paper", "cpu", "cpu_demo"], default=None,
+                   help="hyper-parameter preset (default: cpu for small_unet, paper for swin_unetr; the demo uses cpu_demo)")
     p.add_argument("--feature-size", type=int, default=None, help="backbone width (SwinUNETR: 48 = VoCo-B, 96 = L, 192 = H)")
     p.add_argument("--no-legacy-merge", action="store_true",
                    help="SwinUNETR: use MONAI>=1.5 PatchMerging order (only for checkpoints trained with it)")

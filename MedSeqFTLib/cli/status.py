@@ -87,6 +87,18 @@ def format_summary(s: dict) -> str:
         lines.append(f"  {i}. {t['name']} [{t['status']}] {t['format']} {t['modality']}: {t['cases']} cases "
                      f"(train {t['train']} / test {t['test']}, {t['split_method']}), labels {labels}"
                      + (f", {t['warnings']} warning(s)" if t["warnings"] else ""))
+        if t.get("settings"):
+            st = t["settings"]
+            lines.append(f"     spacing {st['spacing']} mm, patch {st['patch_size']}, {st['normalization']}, "
+                         f"FFT {st['iterations']} steps at lr {st['lr']:g} ({st['schedule']}), "
+                         f"augmentation {'on' if st['augment'] else 'off'}"
+                         + (f"; overrides: {', '.join(f'{k}={v}' for k, v in st['overrides'].items())}"
+                            if st["overrides"] else ""))
+        if t.get("dice") is not None:
+            per_class = ", ".join(f"{c} {d:.1f}" for c, d in (t.get("class_dice") or {}).items())
+            lines.append(f"     Dice right after training {t['dice']:.1f} % ({per_class})")
+        for c in t.get("failed_classes") or []:
+            lines.append(f"     FAILED CLASS: {c} never predicted on the test cases")
     jobs = s.get("jobs", [])
     lines.append("jobs: none" if not jobs else "jobs:")
     lines.extend(format_job(j) for j in jobs)

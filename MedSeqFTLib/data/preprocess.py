@@ -3,8 +3,10 @@
 The forward path is a MONAI dictionary pipeline:
 
     LoadImaged(SimpleITKReader) -> EnsureChannelFirstd -> Orientationd("RAS") -> Spacingd
-    -> [CropForegroundd on the body] -> CT: ScaleIntensityRanged(window -> [0, 1], clip)
-                                        MR: NormalizeIntensityd(nonzero, channel-wise)
+    -> [CropForegroundd on the body] -> CT "window": ScaleIntensityRanged(window -> [0, 1], clip)
+                                        CT "ct_zscore": clip to the dataset's foreground
+                                            percentiles, z-score with its foreground mean/std
+                                        otherwise: NormalizeIntensityd(nonzero, channel-wise)
     -> SpatialPadd(to at least the patch size)
 
 Cropping happens before the intensity step so that CT can find the body in Hounsfield units
@@ -99,6 +101,7 @@ def _transforms(cfg: PreprocessConfig, modality: str, with_label: bool):
         ScaleIntensityRanged,
         Spacingd,
         SpatialPadd,
+        ThresholdIntensityd,
     )
 
     keys = ["image", "label"] if with_label else ["image"]
@@ -114,9 +117,16 @@ def _transforms(cfg: PreprocessConfig, modality: str, with_label: bool):
     if cfg.crop_foreground:
         steps.append(CropForegroundd(keys, source_key="image", select_fn=_ct_body if ct else _positive,
                                      margin=CROP_MARGIN, allow_smaller=True))
-    if ct:
+    if ct and cfg.normalization == "window":
         low, high = cfg.ct_window
         steps.append(ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
+    elif ct and cfg.normalization == "ct_zscore":
+        # nnU-Net's CT scheme: clip to the dataset's foreground 0.5/99.5 percentiles, then z-score
+        # with the foreground mean and std (the same numbers for every case)
+        low, high, mean, std = cfg.ct_stats
+        steps.append(ThresholdIntensityd("image", threshold=low, above=True, cval=low))
+        steps.append(ThresholdIntensityd("image", threshold=high, above=False, cval=high))
+        steps.append(NormalizeIntensityd("image", subtrahend=mean, divisor=std))
     else:
         steps.append(NormalizeIntensityd("image", nonzero=True, channel_wise=True))
     steps.append(SpatialPadd(keys, spatial_size=cfg.patch_size, mode="constant"))

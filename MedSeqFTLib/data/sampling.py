@@ -1,29 +1,38 @@
 """Training patches from prepared cases.
 
-``PatchSampler`` draws labelled patches balanced between foreground and background centres, in
-the manner of MONAI's ``RandCropByPosNegLabeld`` and with its own utilities
-(``map_binary_to_indices``, ``generate_pos_neg_label_crop_centers``, ``SpatialCrop``), but with
-the voxel indices computed once per case instead of once per patch. ``sample_patches`` draws
-uniformly placed patches from unlabelled volumes (SSL pre-training and MDS scoring).
+``PatchSampler`` draws labelled patches the way nnU-Net does: a share ``pos_fraction`` of the
+patches is centred on a voxel of a class chosen *uniformly among the classes present in the
+case* (so a class 100x smaller than another is the centre as often), the others are placed
+uniformly at random. Each patch then goes through the optional augmentation
+(``data.augment.Augmenter``). The voxel indices of every class are computed once per case.
 
-Everything is driven by one ``np.random.RandomState`` seeded by the caller, so a seed fixes the
-whole sequence of batches.
+Batch ``i`` depends only on ``(seed, i)`` (its own ``np.random.RandomState``), not on the
+batches before it: a resumed stage continues the exact stream, loader worker processes can
+build batches in any order, and every strategy of a benchmark that uses the same seed sees the
+same task patches. ``sample_patches`` draws uniformly placed patches from unlabelled volumes
+(SSL pre-training and MDS scoring).
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Iterator, Sequence, Union
+import hashlib
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from .preprocess import PreparedCase
 
-__all__ = ["PatchSampler", "sample_patches", "MAX_INDICES"]
+__all__ = ["PatchSampler", "sample_patches", "crop", "MAX_INDICES", "batch_seed"]
 
 # enough candidate centres per case and class; caps memory for large volumes (a 512x512x300
 # CT has 78 M background voxels, 630 MB of int64 indices)
 MAX_INDICES = 200_000
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The 32-bit seed of batch ``index`` of a stream seeded with ``seed`` (stable across runs)."""
+    digest = hashlib.sha256(f"{int(seed)}:batch:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def _check_patch(patch_size) -> tuple:
@@ -41,27 +50,47 @@ def _pad_to(array: np.ndarray, patch: tuple) -> np.ndarray:
     return array
 
 
+def crop(array: np.ndarray, centre: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The (C, *size) box of a (C, X, Y, Z) array centred on ``centre``; outside the array is 0.
+
+    The box starts at ``centre - size // 2`` on each axis (MONAI's ``SpatialCrop`` convention).
+    """
+    lo = [int(c) - int(s) // 2 for c, s in zip(centre, size)]
+    src, dst, pad = [slice(None)], [slice(None)], False
+    for a, s, n in zip(lo, size, array.shape[1:]):
+        a0, a1 = max(a, 0), min(a + int(s), n)
+        src.append(slice(a0, max(a1, a0)))
+        dst.append(slice(a0 - a, a0 - a + max(a1 - a0, 0)))
+        pad |= a < 0 or a + int(s) > n
+    if not pad:
+        return array[tuple(src)]
+    out = np.zeros((array.shape[0],) + tuple(int(s) for s in size), dtype=array.dtype)
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
 class PatchSampler:
-    """Batches of (image, label) patches; a share ``pos_fraction`` is centred on foreground.
+    """Batches of (image, label) patches with class-aware foreground oversampling.
 
     Args:
-        cases: prepared cases with labels.
+        cases: prepared cases with labels (values 0..N-1).
         patch_size: (x, y, z) voxels.
         batch_size: patches per batch.
-        pos_fraction: probability that a patch is centred on a labelled (non-zero) voxel; cases
-            without foreground always give background-centred patches.
-        seed: fixes every draw (case choice, foreground/background, centre).
+        pos_fraction: probability that a patch is centred on a voxel of a class chosen
+            uniformly among the foreground classes present in its case (nnU-Net forces one of
+            its two patches per batch, i.e. 0.5); the rest are placed uniformly at random.
+            Cases without foreground always give random patches.
+        seed: the stream's seed; batch ``i`` depends only on ``(seed, i)``.
+        augment: an ``data.augment.Augmenter`` applied to each patch, or ``None``.
 
     Raises:
         ValueError: no cases, a case without a label, bad sizes or fraction.
 
-    Iterating yields ``next_batch()`` forever.
+    Iterating (or ``next_batch()``) yields batches 0, 1, 2, ... forever; ``batch_at(i)`` gives any one.
     """
 
     def __init__(self, cases: Sequence[PreparedCase], patch_size, batch_size: int, pos_fraction: float = 0.5,
-                 seed: int = 0):
-        from monai.transforms.utils import map_binary_to_indices
-
+                 seed: int = 0, augment=None):
         if not cases:
             raise ValueError("PatchSampler needs at least one case")
         if int(batch_size) < 1:
@@ -71,50 +100,71 @@ class PatchSampler:
         self.patch = _check_patch(patch_size)
         self.batch_size = int(batch_size)
         self.pos_fraction = float(pos_fraction)
-        self.rand = np.random.RandomState(seed)
-        self._images, self._labels, self._fg, self._bg = [], [], [], []
+        self.seed = int(seed)
+        self.augment = augment
+        self._next = 0
+        index_rng = np.random.RandomState(batch_seed(self.seed, -1))
+        self._images, self._labels, self._classes = [], [], []
         for i, case in enumerate(cases):
             if case.label is None:
                 raise ValueError(f"case {i} has no label; use sample_patches for unlabelled volumes")
             image, label = _pad_to(case.image, self.patch), _pad_to(case.label, self.patch)
-            fg, bg = map_binary_to_indices(label > 0)  # (1, X, Y, Z): MONAI reduces over the channel
+            flat = label[0].ravel()
+            classes = {}
+            for value in np.unique(flat):
+                if value == 0:
+                    continue
+                idx = np.flatnonzero(flat == value)
+                if len(idx) > MAX_INDICES:
+                    idx = np.sort(index_rng.choice(idx, MAX_INDICES, replace=False))
+                classes[int(value)] = idx
             self._images.append(image)
             self._labels.append(label)
-            self._fg.append(self._subsample(np.asarray(fg)))
-            self._bg.append(self._subsample(np.asarray(bg)))
+            self._classes.append(classes)
 
-    def _subsample(self, indices: np.ndarray) -> np.ndarray:
-        if len(indices) <= MAX_INDICES:
-            return indices
-        return np.sort(self.rand.choice(indices, MAX_INDICES, replace=False))
+    def centre(self, rng: np.random.RandomState, k: int) -> tuple[tuple, int]:
+        """A patch centre in case ``k`` and the class it was chosen for (0: a random centre)."""
+        shape = self._labels[k].shape[1:]
+        classes = self._classes[k]
+        if classes and rng.random_sample() < self.pos_fraction:
+            value = sorted(classes)[rng.randint(len(classes))]
+            idx = classes[value]
+            voxel = np.unravel_index(int(idx[rng.randint(len(idx))]), shape)
+            # keep the patch inside the (padded) volume, as MONAI's crop-centre helpers do
+            centre = tuple(int(min(max(v, p // 2), n - (p - p // 2))) for v, p, n in zip(voxel, self.patch, shape))
+            return centre, value
+        centre = tuple(int(rng.randint(p // 2, n - (p - p // 2) + 1)) for p, n in zip(self.patch, shape))
+        return centre, 0
 
-    def _patch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from monai.transforms import SpatialCrop
-        from monai.transforms.utils import generate_pos_neg_label_crop_centers
+    def sample(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray, int]:
+        """One (image (C, x, y, z), label (1, x, y, z), centre class) patch."""
+        k = int(rng.randint(len(self._images)))
+        centre, value = self.centre(rng, k)
+        if self.augment is None:
+            return crop(self._images[k], centre, self.patch), crop(self._labels[k], centre, self.patch), value
+        image, label = self.augment(self._images[k], self._labels[k], centre, self.patch, rng)
+        return image, label, value
 
-        fg, bg = self._fg[k], self._bg[k]
-        pos = 1.0 if len(bg) == 0 else (0.0 if len(fg) == 0 else self.pos_fraction)
-        with warnings.catch_warnings():
-            # MONAI warns on every patch of a case without foreground; that case is legitimate
-            warnings.simplefilter("ignore", UserWarning)
-            centre = generate_pos_neg_label_crop_centers(
-                self.patch, 1, pos, self._labels[k].shape[1:], fg, bg, self.rand)[0]
-        crop = SpatialCrop(roi_center=[int(c) for c in centre], roi_size=self.patch)
-        return np.asarray(crop(self._images[k])), np.asarray(crop(self._labels[k]))
-
-    def next_batch(self) -> dict:
-        """One batch.
+    def batch_at(self, index: int) -> dict:
+        """Batch number ``index`` of this stream.
 
         Returns:
-            ``{"image": float32 Tensor (B, C, x, y, z), "label": int64 Tensor (B, 1, x, y, z)}``.
+            ``{"image": float32 Tensor (B, C, x, y, z), "label": int64 Tensor (B, 1, x, y, z),
+            "centre_class": int64 Tensor (B,)}`` (the class each patch was centred on, 0 = random).
         """
         import torch
 
-        picks = self.rand.randint(0, len(self._images), size=self.batch_size)
-        pairs = [self._patch(int(k)) for k in picks]
-        image = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32, copy=False))
-        label = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
-        return {"image": image, "label": label}
+        rng = np.random.RandomState(batch_seed(self.seed, index))
+        patches = [self.sample(rng) for _ in range(self.batch_size)]
+        image = torch.from_numpy(np.stack([p[0] for p in patches]).astype(np.float32, copy=False))
+        label = torch.from_numpy(np.stack([p[1] for p in patches]).astype(np.int64))
+        return {"image": image, "label": label, "centre_class": torch.tensor([p[2] for p in patches])}
+
+    def next_batch(self) -> dict:
+        """The next batch of the stream (0, 1, 2, ...)."""
+        out = self.batch_at(self._next)
+        self._next += 1
+        return out
 
     def __iter__(self) -> Iterator[dict]:
         return self

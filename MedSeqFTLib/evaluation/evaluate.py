@@ -66,7 +66,8 @@ class TestSet:
 
 
 def evaluate_model_on_task(ws, model, test_set: TestSet, device=None, save_dir: Optional[Path] = None,
-                           reporter=None, label: str = "", step0: int = 0, total: int = 0) -> dict:
+                           reporter=None, label: str = "", step0: int = 0, total: int = 0,
+                           keep_largest: Optional[list] = None) -> dict:
     """Score ``model`` on a task's test cases.
 
     Args:
@@ -77,6 +78,8 @@ def evaluate_model_on_task(ws, model, test_set: TestSet, device=None, save_dir: 
         save_dir: if given, each prediction is written there as ``<case>.nii.gz``.
         reporter: progress (stage ``"evaluate"``) when ``total`` > 0, counting from ``step0``.
         label: what the progress message calls this (model, task) pair.
+        keep_largest: class indices reduced to their largest component; ``None`` = the task
+            model's recorded decision (``inference.predict.postprocess_classes``).
 
     Returns:
         ``summarize_cases`` result plus ``"cases": {case id: case_metrics}``.
@@ -88,7 +91,7 @@ def evaluate_model_on_task(ws, model, test_set: TestSet, device=None, save_dir: 
     for i, (cid, (prepared, label, spacing)) in enumerate(test_set.cases.items(), start=1):
         if reporter is not None:
             reporter.check_cancel()
-        pred_img = predict_prepared(model, prepared, ws, test_set.record, device=device)
+        pred_img = predict_prepared(model, prepared, ws, test_set.record, device=device, keep_largest=keep_largest)
         if save_dir is not None:
             write_prediction(pred_img, Path(save_dir) / f"{cid}.nii.gz", test_set.record["labels"])
         pred, _ = sitk_to_ras_array(pred_img)

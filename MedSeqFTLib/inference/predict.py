@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_write_json
 from .loader import class_values, load_task_model, require_finished
 
-__all__ = ["sliding_window_predict", "prepare_case", "predict_prepared", "predict_case", "predict_files", "parse_image_args", "output_name",
+__all__ = ["sliding_window_predict", "sliding_window_probabilities", "postprocess_classes", "prepare_case", "predict_prepared", "predict_case", "predict_files", "parse_image_args", "output_name",
            "write_prediction", "resolve_device"]
 
 # Slicer's default-ish distinct colours for segments 1..n (RGB in [0, 1])
@@ -28,9 +28,13 @@ _COLOURS = [(0.5, 0.68, 0.5), (0.94, 0.84, 0.57), (0.69, 0.48, 0.4), (0.44, 0.72
             (0.56, 0.47, 0.73), (0.89, 0.51, 0.23), (0.39, 0.56, 0.27)]
 
 
-def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], device=None,
-                           overlap: float = 0.5, sw_batch_size: int = 1) -> np.ndarray:
-    """Class index per voxel of one preprocessed image.
+MIRRORINGS = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))  # tensor dims of (B, C, X, Y, Z)
+
+
+def sliding_window_probabilities(model, image: np.ndarray, patch_size: Sequence[int], device=None,
+                                 overlap: float = 0.5, sw_batch_size: int = 1, mirror: bool = False,
+                                 amp: bool = False):
+    """Softmax probabilities of one preprocessed image (MONAI Gaussian sliding window).
 
     Args:
         model: a ``SegNet`` (any module mapping (B, C, x, y, z) -> (B, n_classes, x, y, z)).
@@ -39,13 +43,18 @@ def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], 
         device: torch device of the model (``None``: where its parameters are).
         overlap: window overlap fraction.
         sw_batch_size: windows per forward pass.
+        mirror: average the softmax over the 8 mirrorings of each window (nnU-Net's test-time
+            augmentation; 8x the time).
+        amp: run the network under autocast (CUDA only; the blending stays fp32).
 
     Returns:
-        (X, Y, Z) uint8 class indices (argmax of the Gaussian-blended softmax).
+        float32 Tensor (n_classes, X, Y, Z) on ``device``.
 
     Raises:
         ValueError: ``image`` is not 4D.
     """
+    import contextlib
+
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -55,14 +64,53 @@ def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], 
         device = next(model.parameters()).device
     model.eval()
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
+    cast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+            if amp and getattr(device, "type", "") == "cuda" else contextlib.nullcontext())
 
     def predictor(patch):
-        return torch.softmax(model(patch), dim=1)
+        with cast:
+            if not mirror:
+                return torch.softmax(model(patch).float(), dim=1)
+            total = 0.0
+            for dims in MIRRORINGS:
+                flipped = torch.flip(patch, dims) if dims else patch
+                out = torch.softmax(model(flipped).float(), dim=1)
+                total = total + (torch.flip(out, dims) if dims else out)
+            return total / len(MIRRORINGS)
 
     with torch.inference_mode():
         probs = sliding_window_inference(x, roi_size=tuple(int(p) for p in patch_size), sw_batch_size=sw_batch_size,
                                          predictor=predictor, overlap=overlap, mode="gaussian")
-    return probs[0].argmax(0).to(torch.uint8).cpu().numpy()
+    return probs[0]
+
+
+def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], device=None,
+                           overlap: float = 0.5, sw_batch_size: int = 1, mirror: bool = False,
+                           amp: bool = False) -> np.ndarray:
+    """Class index per voxel of one preprocessed image: argmax of ``sliding_window_probabilities``.
+
+    Returns:
+        (X, Y, Z) uint8 class indices.
+    """
+    probs = sliding_window_probabilities(model, image, patch_size, device, overlap, sw_batch_size, mirror, amp)
+    return probs.argmax(0).to(dtype=__import__("torch").uint8).cpu().numpy()
+
+
+def postprocess_classes(ws, name: str, cfg) -> list[int]:
+    """Class indices whose largest connected component alone is kept at inference.
+
+    ``recipe.keep_largest``: ``"off"`` none, ``"on"`` every foreground class, ``"auto"`` the
+    classes for which it raised Dice on the training cases (decided after training, recorded
+    in the task model's ``record.json`` as ``postprocess.keep_largest``).
+    """
+    mode = cfg.recipe.keep_largest
+    if mode == "off":
+        return []
+    if mode == "on":
+        return list(range(1, len(ws.labels(name))))
+    from .loader import read_record
+
+    return [int(c) for c in (read_record(ws, name).get("postprocess") or {}).get("keep_largest", [])]
 
 
 def prepare_case(image_paths: Sequence[Path], ws, task_record: dict):
@@ -80,17 +128,31 @@ def prepare_case(image_paths: Sequence[Path], ws, task_record: dict):
 
     paths = [Path(p) for p in image_paths]
     reference = read_image(paths[0])
-    array, affine = prepare_image_for_inference(paths, ws.config.preprocess, task_record["modality"])
+    array, affine = prepare_image_for_inference(paths, ws.task_config(task_record["name"]).preprocess,
+                                                task_record["modality"])
     return array, affine, reference
 
 
-def predict_prepared(model, prepared, ws, task_record: dict, device=None):
-    """Segment a ``prepare_case`` result; returns a uint8 ``sitk.Image`` of label values on the reference grid."""
+def predict_prepared(model, prepared, ws, task_record: dict, device=None, keep_largest=None):
+    """Segment a ``prepare_case`` result; returns a uint8 ``sitk.Image`` of label values on the reference grid.
+
+    ``keep_largest``: class indices reduced to their largest connected component; ``None`` =
+    the task's recorded decision (``postprocess_classes``).
+    """
     from ..data.preprocess import to_original_space
 
+    from .postprocess import keep_largest_components
+
     array, affine, reference = prepared
-    indices = sliding_window_predict(model, array, ws.config.preprocess.patch_size, device=device,
-                                     sw_batch_size=4 if getattr(device, "type", "cpu") == "cuda" else 1)
+    cfg = ws.task_config(task_record["name"])
+    cuda = getattr(device, "type", "cpu") == "cuda"
+    mirror = cfg.recipe.tta_mirror if cfg.recipe.tta_mirror is not None else cuda
+    indices = sliding_window_predict(model, array, cfg.preprocess.patch_size, device=device,
+                                     overlap=float(cfg.recipe.sw_overlap), sw_batch_size=4 if cuda else 1,
+                                     mirror=bool(mirror), amp=cfg.recipe.amp != "off")
+    if keep_largest is None:
+        keep_largest = postprocess_classes(ws, task_record["name"], cfg)
+    indices = keep_largest_components(indices, keep_largest)
     lut = np.asarray(class_values(task_record["labels"]), dtype=np.uint8)
     values = lut[np.minimum(indices, len(lut) - 1)]
     return to_original_space(values[None], affine, reference)

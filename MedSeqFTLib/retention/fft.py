@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .batches import SamplerFactory, to_device
 from .losses import segmentation_loss
-from .trainer import StageLog, StageSpec, derive_seed, run_stage
+from .trainer import StageLog, StageSpec, run_stage
 
 __all__ = ["train_fft"]
 
@@ -32,14 +32,13 @@ def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, devi
     loss_fn = segmentation_loss()
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
 
-    def make_step(start: int):
-        sampler = task_batches(derive_seed(spec.seed, "task-batches", start))
+    def make_step(start: int, streams):
+        sampler = streams(task_batches, "task-batches")
 
-        def step(_: int) -> dict:
+        def step(_: int):
             image, label = to_device(sampler.next_batch(), device)
             loss = loss_fn(net(image), label)
-            loss.backward()
-            return {"seg": float(loss.detach())}
+            return loss, {"seg": float(loss.detach())}
 
         return step
 

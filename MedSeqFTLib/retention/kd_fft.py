@@ -7,7 +7,7 @@ Per step, with task patches (x_t, y_t) and buffer patches x_b (earlier tasks' MD
 * ``seg = DiceCE(head(decoder(E(x_t))), y_t)``;
 * ``kd = mean over distilled scales of MSE(E(x_b)_s, E_{t-1}(x_b)_s)`` with the frozen
   teacher under ``no_grad``;
-* one backward of ``seg_weight * seg + kd_weight * kd``, one AdamW step.
+* one backward of ``seg_weight * seg + kd_weight * kd``, one AdamW step (``run_stage``).
 
 Gradient routing: ``kd`` is a function of the encoder parameters only (the decoder and head
 are not in its graph, the teacher is frozen), so its gradient lands only on the encoder;
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .batches import SamplerFactory, to_device
 from .losses import distillation_loss, segmentation_loss
-from .trainer import StageLog, StageSpec, derive_seed, run_stage
+from .trainer import StageLog, StageSpec, run_stage
 
 __all__ = ["train_kd_fft"]
 
@@ -63,11 +63,11 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
         raise ValueError("KD-FFT needs a segmentation or a distillation loss (both weights are zero)")
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
 
-    def make_step(start: int):
-        task = task_batches(derive_seed(spec.seed, "task-batches", start))
-        buffer = buffer_batches(derive_seed(spec.seed, "buffer-batches", start)) if use_kd else None
+    def make_step(start: int, streams):
+        task = streams(task_batches, "task-batches") if use_seg else None
+        buffer = streams(buffer_batches, "buffer-batches") if use_kd else None
 
-        def step(index: int) -> dict:
+        def step(index: int):
             losses, total = {}, 0.0
             x_t = y_t = x_b = None
             if use_seg:
@@ -92,8 +92,7 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
                 kd = distillation_loss(f_b, target, scales)
                 total = total + kd_weight * kd
                 losses["kd"] = float(kd.detach())
-            total.backward()
-            return losses
+            return total, losses
 
         return step
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .batches import SamplerFactory, to_device
 from .losses import distillation_loss
 from .merge import lora_parameters
-from .trainer import StageLog, StageSpec, derive_seed, run_stage
+from .trainer import StageLog, StageSpec, run_stage
 
 __all__ = ["train_lora_kd"]
 
@@ -44,16 +44,16 @@ def train_lora_kd(student, target, spec: StageSpec, task_batches: SamplerFactory
     for p in target.parameters():
         p.requires_grad_(False)
 
-    def make_step(start: int):
-        sampler = task_batches(derive_seed(spec.seed, "task-batches", start))
+    def make_step(start: int, streams):
+        sampler = streams(task_batches, "task-batches")
 
-        def step(_: int) -> dict:
+        def step(_: int):
             image, _ = to_device(sampler.next_batch(), device, need_label=False)
-            with torch.no_grad():
+            with torch.inference_mode():
                 wanted = target(image)
+            wanted = [w.clone() for w in wanted]  # inference tensors cannot enter autograd graphs
             loss = distillation_loss(student(image), wanted, scales)
-            loss.backward()
-            return {"lora_kd": float(loss.detach())}
+            return loss, {"lora_kd": float(loss.detach())}
 
         return step
 

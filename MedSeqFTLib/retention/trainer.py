@@ -1,5 +1,10 @@
 """The training loop every K&G RFT stage shares: AdamW steps, progress, cancel, checkpoints.
 
+Every stage follows the workspace's ``RecipeConfig``: the learning rate decays over the stage
+(poly by default, as nnU-Net), the gradient norm is clipped, the forward pass runs under
+autocast on CUDA (``retention.precision``), and batches come from indexed streams
+(``retention.batches.BatchStream``), built by loader worker processes where configured.
+
 A stage owns a folder ``WS/tasks/<task>/stages/<stage>/``:
 
 * ``checkpoint.pt`` while it runs: trainable tensors, optimizer state, step and RNG state
@@ -11,8 +16,8 @@ A stage owns a folder ``WS/tasks/<task>/stages/<stage>/``:
 
 A finished stage is never trained again: ``run_stage`` loads its result and returns. A stage
 interrupted half-way continues from its last checkpoint. Data samplers are re-seeded from
-``(seed, step)`` on resume, so a resumed run is deterministic but draws different patches
-after the resume point than an uninterrupted run would.
+batch index: a resumed stage draws exactly the patches an uninterrupted run would have drawn
+(toy sources with only ``next_batch`` are re-seeded from ``(seed, step)`` instead).
 """
 
 from __future__ import annotations
@@ -118,6 +123,10 @@ class StageSpec:
         lr, weight_decay: AdamW settings.
         checkpoint_every_s: seconds between periodic checkpoints.
         seed: the stage seed (``derive_seed(config seed, task, stage)``).
+        recipe: learning-rate schedule, clipping, AMP; ``None`` = constant lr, no clipping, fp32.
+        data_seed: seed of the stage's batch streams (default ``seed``); stages that share it
+            draw identical task patches (FFT and KD-FFT of the same task, for paired comparisons).
+        workers: loader worker processes per stream (0: batches built in the training process).
     """
 
     stage: str
@@ -128,6 +137,9 @@ class StageSpec:
     weight_decay: float
     checkpoint_every_s: float
     seed: int
+    recipe: Optional[object] = None
+    data_seed: Optional[int] = None
+    workers: int = 0
 
 
 @dataclass
@@ -155,7 +167,7 @@ def stage_state(folder: Path) -> Optional[dict]:
     return read_json(path) if path.exists() else None
 
 
-def _save_checkpoint(folder: Path, params: Mapping, optimizer, step: int, device) -> None:
+def _save_checkpoint(folder: Path, params: Mapping, optimizer, step: int, device, precision) -> None:
     import torch
 
     payload = {
@@ -163,13 +175,14 @@ def _save_checkpoint(folder: Path, params: Mapping, optimizer, step: int, device
         "optimizer": optimizer.state_dict(),
         "step": int(step),
         "rng_cpu": torch.get_rng_state(),
+        "scaler": precision.state_dict(),
     }
     if getattr(device, "type", "") == "cuda":
         payload["rng_cuda"] = torch.cuda.get_rng_state(device)
     atomic_write_with(folder / "checkpoint.pt", lambda tmp: torch.save(payload, tmp))
 
 
-def _load_checkpoint(folder: Path, params: Mapping, optimizer, device) -> int:
+def _load_checkpoint(folder: Path, params: Mapping, optimizer, device, precision) -> int:
     import torch
 
     from ..errors import InputError
@@ -184,6 +197,7 @@ def _load_checkpoint(folder: Path, params: Mapping, optimizer, device) -> int:
     _copy_checked(payload["params"], params, path, folder)
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng_cpu"])
+    precision.load_state_dict(payload.get("scaler") or {})
     if "rng_cuda" in payload and getattr(device, "type", "") == "cuda":
         torch.cuda.set_rng_state(payload["rng_cuda"], device)
     return int(payload["step"])
@@ -221,16 +235,41 @@ def _copy_checked(saved: Mapping, params: Mapping, path: Path, folder: Path) -> 
             p.copy_(saved[k].to(p.device))
 
 
-def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Callable[[int], dict]], reporter,
-              device, modules=()) -> StageLog:
+class _Streams:
+    """Opens a stage's batch streams at its start step and closes them (and their workers) at the end."""
+
+    def __init__(self, spec: StageSpec, start: int, device) -> None:
+        self.spec, self.start, self.device, self.open = spec, int(start), device, []
+
+    def __call__(self, factory, tag: str):
+        """``BatchStream`` of ``factory(seed)`` from the stage's start step; ``tag`` names the stream."""
+        from .batches import BatchStream
+
+        spec = self.spec
+        base = spec.data_seed if spec.data_seed is not None else spec.seed
+        source = factory(derive_seed(base, tag))
+        if not callable(getattr(source, "batch_at", None)):  # an in-order toy source: a fresh seed per (re)start
+            source = factory(derive_seed(spec.seed, tag, self.start))
+        stream = BatchStream(source, self.start, int(spec.workers), pin_memory=getattr(self.device, "type", "") == "cuda")
+        self.open.append(stream)
+        return stream
+
+    def close(self) -> None:
+        for stream in self.open:
+            stream.close()
+        self.open = []
+
+
+def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, device, modules=()) -> StageLog:
     """Train ``params`` with AdamW, or load the stage's result if it already finished.
 
     Args:
-        spec: the stage's folder, length and optimizer settings.
+        spec: the stage's folder, length, optimizer settings and recipe.
         params: ``{name: Parameter}`` the optimizer updates (and the checkpoint stores).
-        make_step: ``make_step(start_step)`` returns ``step_fn(step) -> {loss name: float}``;
-            ``step_fn`` computes the losses and calls ``backward`` (the loop zeroes gradients
-            before and steps the optimizer after). ``start_step`` lets it seed its samplers.
+        make_step: ``make_step(start_step, streams)`` returns ``step_fn(step) -> (loss, {name: float})``;
+            ``step_fn`` computes the total loss (a scalar tensor, run under autocast); the loop
+            zeroes gradients, back-propagates, clips and steps the optimizer. ``streams(factory,
+            tag)`` opens a batch stream that starts at ``start_step``.
         reporter: progress / cancel (``jobs.reporter.Reporter``).
         device: torch device the parameters live on.
         modules: modules to put in train mode for the stage.
@@ -251,6 +290,11 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Calla
         return StageLog(spec.stage, int(state["total"]), float(state["time_s"]), int(state["peak_memory_bytes"]),
                         state["memory_kind"], state["losses"], int(state.get("runs", 1)), resumed=True)
 
+    from ..config import RecipeConfig
+    from .precision import Precision
+
+    recipe = spec.recipe if spec.recipe is not None else RecipeConfig(schedule="constant", grad_clip=0.0, amp="off")
+    precision = Precision(recipe.amp, device)
     for m in modules:
         m.train()
     optimizer = torch.optim.AdamW(list(params.values()), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -258,7 +302,7 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Calla
     start = 0
     resumed = (folder / "checkpoint.pt").exists()
     if resumed:
-        start = _load_checkpoint(folder, params, optimizer, device)
+        start = _load_checkpoint(folder, params, optimizer, device, precision)
     else:
         torch.manual_seed(derive_seed(spec.seed, "init-rng"))
     curve = LossCurve(total, state.get("losses") if resumed else None)
@@ -278,16 +322,23 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Calla
         return new_state
 
     def checkpoint(step: int) -> None:
-        _save_checkpoint(folder, params, optimizer, step, device)
+        _save_checkpoint(folder, params, optimizer, step, device, precision)
         write_state(step, False)
 
-    step_fn = make_step(start)
+    streams = _Streams(spec, start, device)
+    step_fn = make_step(start, streams)
     step = start
+    trained = list(params.values())
     try:
         while step < total:
+            lr = float(spec.lr) * recipe.lr_factor(step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            losses = step_fn(step)
-            optimizer.step()
+            with precision.autocast():
+                loss, losses = step_fn(step)
+            precision.backward(loss)
+            precision.step(optimizer, trained, float(recipe.grad_clip))
             step += 1
             curve.add(step, losses)
             if step % 16 == 0:
@@ -301,6 +352,8 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Calla
         curve.flush(step)
         checkpoint(step)
         raise
+    finally:
+        streams.close()
     curve.flush(step)
     from ..models.checkpoint import save_safetensors
 
@@ -309,4 +362,6 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable[[int], Calla
     final = write_state(step, True)
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return StageLog(spec.stage, total, float(final["time_s"]), int(final["peak_memory_bytes"]), meter.kind,
-                    curve.points, runs, resumed=resumed)
+                    curve.points, runs, resumed=resumed,
+                    extra={"precision": precision.name, "schedule": recipe.schedule, "grad_clip": float(recipe.grad_clip),
+                           "workers": int(spec.workers)})

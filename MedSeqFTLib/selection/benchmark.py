@@ -38,7 +38,7 @@ def prepare_volumes(cases: int, size: int, seed: int, patch: Sequence[int], orga
     Returns:
         (case ids, volumes (C, *patch) float32).
     """
-    from ..config import preset
+    from ..presets import preset
     from ..data.datasets import read_dataset
     from ..data.phantoms import generate_phantoms
     from ..data.preprocess import prepare_image_for_inference

@@ -239,7 +239,7 @@ def select_task(ws, task_name: str, reporter=None, device: str = "cpu", k: Optio
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
     record = ws.task(task_name)  # InputError for an unknown task
-    cfg = ws.config.selection
+    cfg = ws.task_config(task_name).selection
     method = method or cfg.method
     if method not in ("mds", "random"):
         raise InputError("--method", f"must be 'mds' or 'random', got {method!r}")
@@ -283,7 +283,7 @@ def select_task(ws, task_name: str, reporter=None, device: str = "cpu", k: Optio
         if not pretext_name:
             raise InputError(ws.foundation_path, "foundation metadata names no SSL pretext; set selection.pretext")
         pretext = get_pretext(pretext_name)
-        size = foundation_patch_size(metadata, ws.config.preprocess.patch_size)
+        size = foundation_patch_size(metadata, ws.task_config(task_name).preprocess.patch_size)
         reporter.log(f"scoring {n} training cases of {task_name} with M0's {pretext_name} loss "
                      f"(R={runs}, {'adaptive' if adaptive else 'fixed'}, input {size})", stage="select", task=task_name)
         prepared = dict(ws.prepared(task_name, "train"))

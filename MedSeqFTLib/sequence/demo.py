@@ -118,7 +118,7 @@ def run_demo(out: Path, quick: bool = False, device: str = "auto", reporter=None
             ws = Workspace.open(ws_dir)
             log(f"reusing workspace {ws_dir}")
         else:
-            ws, _ = init_workspace(ws_dir, "demo", seed=DEMO_SEED, reporter=reporter)
+            ws, _ = init_workspace(ws_dir, "demo", preset_name="cpu_demo", seed=DEMO_SEED, reporter=reporter)
         with ws.lock("demo"):
             # also on reuse: a first run interrupted between init and the last add-task must
             # not leave a demo with fewer tasks or the preset's iteration counts

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..config import preset
+from ..presets import default_preset, preset
 from ..errors import InputError
 from .workspace import Workspace
 
@@ -64,7 +64,7 @@ def init_workspace(root, foundation: str, arch: Optional[str] = None, preset_nam
         arch_cfg = ArchConfig.from_dict(own_meta["arch"], where=f"{source}:arch")
         if arch is not None and arch != arch_cfg.name:
             raise InputError(source, f"this foundation file is a {arch_cfg.name} model, not {arch}")
-        cfg = preset(preset_name or ("cpu_demo" if arch_cfg.name == "small_unet" else "paper"))
+        cfg = preset(preset_name or default_preset(arch_cfg.name))
         cfg.arch = arch_cfg
         if own_meta.get("preprocess") and preset_name is None:
             from ..config import PreprocessConfig
@@ -76,7 +76,7 @@ def init_workspace(root, foundation: str, arch: Optional[str] = None, preset_nam
         shutil.copyfile(source, root / "models" / "foundation.safetensors")
     else:
         arch_name = arch or "swin_unetr"
-        cfg = preset(preset_name or ("cpu_demo" if arch_name == "small_unet" else "paper"))
+        cfg = preset(preset_name or default_preset(arch_name))
         cfg.arch = cfg.arch.replace(name=arch_name, legacy_patch_merging=legacy_merge,
                                     feature_size=feature_size or (48 if arch_name == "swin_unetr" else cfg.arch.feature_size))
         enc_state, head_state, meta, report = import_foundation(source, cfg.arch, min_fraction=min_match)

@@ -95,7 +95,7 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
 
 def stage_plan(ws, index: int, name: str) -> list[tuple[str, str, int]]:
     """``(stage, task, iterations)`` of the training stages task ``index`` will run (for the ETA)."""
-    rc = ws.config.retention
+    rc = ws.task_config(name).retention
     if index == 0 or not rc.enabled:
         return [("fft", name, int(rc.fft.iterations))]
     plan = [("kd_fft", name, int(rc.kd_fft.iterations))]
@@ -120,26 +120,17 @@ def _guard_oom(fn, ws, name, dev):
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     ws.set_task_status(name, "failed")
-    cfg = ws.config
+    cfg = ws.task_config(name)
     raise InputError("--device", f"{dev} ran out of memory while refining {name!r} (patch {list(cfg.preprocess.patch_size)}, "
                                  f"batch {cfg.retention.fft.batch_size}/{cfg.retention.kd_fft.batch_size}); lower "
                                  "preprocess.patch_size or retention.*.batch_size in workspace.json, or use --device cpu, "
                                  "then rerun with --resume")
 
 
-def _spec(ws, name: str, stage: str, stage_cfg):
-    from ..retention.trainer import StageSpec, derive_seed
+def _spec(ws, cfg, name: str, stage: str, stage_cfg, dev, data_tag=None):
+    from .stage_setup import stage_spec
 
-    return StageSpec(stage=stage, task=name, folder=ws.task_dir(name) / "stages" / stage,
-                     iterations=int(stage_cfg.iterations), lr=float(stage_cfg.lr),
-                     weight_decay=float(stage_cfg.weight_decay), checkpoint_every_s=float(ws.config.checkpoint_every_s),
-                     seed=derive_seed(ws.config.seed, name, stage))
-
-
-def _sampler_factory(cases: list, patch_size, batch_size: int, pos_fraction: float):
-    from ..data.sampling import PatchSampler
-
-    return lambda seed: PatchSampler(cases, tuple(patch_size), int(batch_size), float(pos_fraction), int(seed))
+    return stage_spec(cfg, ws.task_dir(name) / "stages" / stage, name, stage, stage_cfg, dev, data_tag)
 
 
 def _buffer_cases(ws, earlier: list[str]) -> tuple[list, dict]:
@@ -156,14 +147,14 @@ def _buffer_cases(ws, earlier: list[str]) -> tuple[list, dict]:
     return cases, ids
 
 
-def _check_patch(ws) -> None:
+def _check_patch(cfg) -> None:
     from ..models.registry import size_divisor
 
-    div = size_divisor(ws.config.arch)
-    patch = ws.config.preprocess.patch_size
+    div = size_divisor(cfg.arch)
+    patch = cfg.preprocess.patch_size
     if any(int(p) % div for p in patch):
         raise InputError("preprocess.patch_size", f"{list(patch)} must be divisible by {div} for the "
-                                                  f"{ws.config.arch.name} backbone")
+                                                  f"{cfg.arch.name} backbone")
 
 
 def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -> None:
@@ -178,10 +169,15 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     from ..retention.merge import add_lora, lora_parameters, merge_lora
     from ..retention.trainer import derive_seed
     from ..selection.manifest import manifest_path
+    from ..models.segnet import SegNet
     from .task_model import ENCODER_FILE, file_sha256, load_previous_parts, model_dir, save_task_model
+    from .validation import check_model, decide_postprocessing
 
-    cfg, rc = ws.config, ws.config.retention
-    _check_patch(ws)
+    from .stage_setup import sampler_factory
+
+    cfg = ws.task_config(name)
+    rc = cfg.retention
+    _check_patch(cfg)
     if not manifest_path(ws.task_dir(name)).is_file():
         from ..selection.mds import select_task
 
@@ -214,11 +210,11 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
     ws.set_task_status(name, "training")  # only now: the checks above leave the workspace as it was
     reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
-    stages, record_extra = {}, {}
+    stages, record_extra, checks = {}, {}, {}
     kd = index > 0 and rc.enabled
     if not kd:
-        log = train_fft(net, _spec(ws, name, "fft", rc.fft), _sampler_factory(task_cases, pp.patch_size, rc.fft.batch_size,
-                                                                           pp.pos_fraction), reporter, dev)
+        log = train_fft(net, _spec(ws, cfg, name, "fft", rc.fft, dev, "task-data"),
+                        sampler_factory(cfg, task_cases, rc.fft.batch_size), reporter, dev)
         stages["fft"] = log.to_dict()
         encoder_t = net.encoder
         strategy = "fft" if index == 0 else "seq_fft"
@@ -230,21 +226,21 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         if not buffer:
             reporter.log(f"{name}: earlier tasks have no buffer cases; KD-FFT runs without distillation",
                          level="warning", task=name)
-        buffer_batches = _sampler_factory(buffer, pp.patch_size, rc.kd_batch, pp.pos_fraction) if buffer else None
-        log = train_kd_fft(net, teacher, _spec(ws, name, "kd_fft", rc.kd_fft),
-                           _sampler_factory(task_cases, pp.patch_size, rc.kd_fft.batch_size, pp.pos_fraction),
+        buffer_batches = sampler_factory(cfg, buffer, rc.kd_batch) if buffer else None
+        log = train_kd_fft(net, teacher, _spec(ws, cfg, name, "kd_fft", rc.kd_fft, dev, "task-data"),
+                           sampler_factory(cfg, task_cases, rc.kd_fft.batch_size),
                            buffer_batches, reporter, dev, float(rc.kd_weight), scales, kd_every=int(rc.kd_every))
         stages["kd_fft"] = {**log.to_dict(), "distilled_scales": scales, "kd_weight": float(rc.kd_weight),
                               "kd_every": int(rc.kd_every)}
         encoder_t = net.encoder
         strategy = "kd_fft"
         if rc.lora_stage:
+            checks["M_mid"] = check_model(ws, name, net, dev, reporter, which=f"M{index + 1}-mid")
             torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
             student = add_lora(teacher, int(rc.lora_rank), rc.alpha).to(dev)
             n_lora = count_params_of(lora_parameters(student))
-            log = train_lora_kd(student, net.encoder, _spec(ws, name, "lora_kd", rc.lora_kd),
-                                _sampler_factory(task_cases, pp.patch_size, rc.lora_kd.batch_size, pp.pos_fraction),
-                                reporter, dev, scales)
+            log = train_lora_kd(student, net.encoder, _spec(ws, cfg, name, "lora_kd", rc.lora_kd, dev),
+                                sampler_factory(cfg, task_cases, rc.lora_kd.batch_size), reporter, dev, scales)
             stages["lora_kd"] = {**log.to_dict(), "rank": int(rc.lora_rank), "alpha": rc.alpha, "lora_params": n_lora}
             t0 = time.perf_counter()
             reporter.progress("merge", name, 0, 1)
@@ -254,6 +250,14 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
             record_extra["n_params"] = {"lora": n_lora}
             strategy = "kd_fft+lora_kd+merge"
 
+    final = SegNet(encoder_t.to(dev), net.decoder, net.head, net.size_divisor)
+    postprocess = decide_postprocessing(ws, name, final, dev, cfg)
+    record_extra["postprocess"] = postprocess
+    # the record with this decision is not written yet: hand it to the check directly
+    checks["M_t"] = check_model(ws, name, final, dev, reporter, which=f"M{index + 1}",
+                                keep_largest=postprocess["keep_largest"])
+    record_extra["validation"] = {k: v for k, v in checks.items() if v is not None}
+    record_extra["failed_classes"] = (checks["M_t"] or {}).get("failed", [])
     record = {
         "task": name, "index": index, "strategy": strategy, "lineage": lineage, "stages": stages,
         "n_classes": n_classes, "labels": ws.labels(name), "device": str(dev),

@@ -150,25 +150,52 @@ class Workspace:
         record["status"] = status
         self.save_task(name, record)
 
+    def task_config(self, name: str):
+        """The ``WorkspaceConfig`` task ``name`` trains and predicts with.
+
+        The workspace settings, then the task's plan (``plan.planner``: spacing, patch,
+        batch, normalisation chosen from its data), then the workspace's and the task's
+        recorded overrides. A refined task keeps the configuration it was trained with (its
+        model record's ``config``), whatever changed since.
+
+        Raises:
+            InputError: unknown task, or a plan/override value the config refuses.
+        """
+        from ..plan.overrides import effective_config
+
+        record = self.task(name)
+        if record.get("status") == "done":
+            from .task_model import RECORD_FILE, model_dir
+
+            path = model_dir(self.task_dir(name)) / RECORD_FILE
+            frozen = read_json(path).get("config") if path.is_file() else None
+            if frozen:
+                return WorkspaceConfig.from_dict(frozen, where=f"{path}:config")
+        return effective_config(self.config, record, self.manifest.get("overrides"), where=self.task_dir(name) / "task.json")
+
     def labels(self, name: str) -> dict:
         return dict(self.task(name)["labels"])
 
     def add_task(self, dataset: str | Path, name: Optional[str] = None, reporter=None,
-                 train_fraction: float = 0.8, split_seed: Optional[int] = None) -> dict:
-        """Validate a dataset folder and register it as the next task of the sequence.
+                 train_fraction: float = 0.8, split_seed: Optional[int] = None,
+                 modality: Optional[str] = None, device: Optional[str] = "auto") -> dict:
+        """Validate a dataset folder, fingerprint and plan it, register it as the next task.
 
-        Nothing is written unless the whole dataset validates.
+        Nothing is written unless the whole dataset validates. ``name=None`` takes the
+        dataset's name; ``modality`` (CT, MR, PET, other) is set by ``data.modality.apply_modality``;
+        ``device`` is the device the plan sizes the patch for (``medseqft plan`` can re-plan).
 
         Raises:
-            InputError: bad dataset (see ``data.validate``), duplicate task name, channel
-                count different from the workspace model's.
+            InputError: bad dataset (see ``data.validate``), empty or duplicate task name, channel
+                count different from the workspace model's, bad or contradicting modality.
         """
         from ..data.datasets import read_dataset
+        from ..data.modality import apply_modality
         from ..data.split import make_split
         from ..data.validate import validate_dataset
 
         spec = read_dataset(Path(dataset))
-        name = _check_task_name(name or spec.name)
+        name = _check_task_name(spec.name if name is None else name)
         if name in self.manifest["tasks"] or self.task_dir(name).exists():
             raise InputError("--name", f"a task named {name!r} already exists in {self.root}; choose another --name")
         n_channels = len(spec.channel_names)
@@ -177,6 +204,8 @@ class Workspace:
         progress = None
         if reporter is not None:
             progress = lambda i, n, msg=None: reporter.progress("validate", name, i, n, message=msg)  # noqa: E731
+        if modality is not None:
+            apply_modality(spec, modality)
         warnings = validate_dataset(spec, progress=progress)
         for w in warnings:
             if reporter is not None:
@@ -199,8 +228,18 @@ class Workspace:
             "warnings": list(warnings),
             "added": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        # task.json first, then the manifest: a crash in between leaves an orphan folder
+        from ..io.atomic import atomic_write_json
+        from ..plan.task_plan import fingerprint_path, fingerprint_task, plan_task
+
+        # the plan sees the training split only, so nothing about the test cases leaks into it
+        train = set(split["train"])
+        fingerprint = fingerprint_task({**record, "cases": [c for c in record["cases"] if c["id"] in train]},
+                                       reporter, name)
+        record["plan"] = plan_task(self, record, fingerprint, device)
+        record["overrides"] = {}
+        # fingerprint, task.json, then the manifest: a crash in between leaves an orphan folder
         # that the duplicate-name check reports, never a manifest entry without its task.
+        atomic_write_json(fingerprint_path(self, name), fingerprint)
         self.save_task(name, record)
         self.update_manifest(lambda m: m["tasks"].append(name))
         return record
@@ -219,6 +258,7 @@ class Workspace:
         from ..data.preprocess import prepare_cached
 
         record = self.task(name)
+        cfg = self.task_config(name)
         by_id = {c["id"]: c for c in record["cases"]}
         wanted = list(ids) if ids is not None else self.case_ids(name, split)
         out = []
@@ -226,10 +266,31 @@ class Workspace:
             case = by_id[cid]
             out.append((cid, prepare_cached(cid, [Path(p) for p in case["images"]],
                                             Path(case["label"]) if case.get("label") else None,
-                                            self.config.preprocess, record["modality"], self.cache_dir(name))))
+                                            cfg.preprocess, record["modality"], self.cache_dir(name))))
         return out
 
     # -- summary ---------------------------------------------------------------------------
+    def _training_summary(self, name: str, rec: dict) -> dict:
+        """Settings a task trains with (or trained with) and, once refined, its check right after training."""
+        from .task_model import RECORD_FILE, model_dir
+
+        try:
+            cfg = self.task_config(name)
+        except InputError as exc:
+            return {"settings_error": str(exc)}
+        pp, rc = cfg.preprocess, cfg.retention
+        out = {"settings": {"spacing": list(pp.spacing), "patch_size": list(pp.patch_size), "normalization": pp.normalization,
+                            "iterations": rc.fft.iterations, "lr": rc.fft.lr, "schedule": cfg.recipe.schedule,
+                            "augment": cfg.recipe.augment,
+                            "overrides": {**(self.manifest.get("overrides") or {}), **(rec.get("overrides") or {})}}}
+        path = model_dir(self.task_dir(name)) / RECORD_FILE
+        if rec.get("status") == "done" and path.is_file():
+            model_rec = read_json(path)
+            check = (model_rec.get("validation") or {}).get("M_t") or {}
+            out.update({"dice": check.get("dice"), "class_dice": check.get("classes"),
+                        "failed_classes": model_rec.get("failed_classes", [])})
+        return out
+
     def summary(self) -> dict:
         """What ``medseqft status`` shows: foundation, config essentials, tasks."""
         tasks = []
@@ -245,6 +306,7 @@ class Workspace:
                 "labels": rec["labels"], "train": len(rec["split"]["train"]), "test": len(rec["split"]["test"]),
                 "split_method": rec["split"].get("method"), "warnings": len(rec.get("warnings", [])),
                 "buffer": (self.task_dir(name) / "buffer.json").exists(),
+                **self._training_summary(name, rec),
             })
         return {"root": str(self.root), "schema_version": self.manifest["schema_version"],
                 "foundation": self.manifest.get("foundation", {}), "arch": self.config.arch.to_dict(), "tasks": tasks}

@@ -181,7 +181,7 @@ def test_peft_keeps_the_encoder_frozen_and_joint_shares_it(bench, foundation, tm
 def test_strategy_parsing_and_configuration():
     from MedSeqFTLib.benchmark.settings import bench_preset
     from MedSeqFTLib.benchmark.strategies import STRATEGIES, configure, parse_strategies
-    from MedSeqFTLib.config import preset
+    from MedSeqFTLib.presets import preset
 
     assert parse_strategies("all")[0] == "tfs" and parse_strategies(None)[-1] == "transfer"
     assert parse_strategies("transfer,fft") == ["fft", "medseqft", "transfer"]

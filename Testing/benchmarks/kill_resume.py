@@ -54,7 +54,7 @@ class FakeDriver:
         self.tasks, self.steps, self.sleep = tasks, steps, sleep
 
     def setup(self, folder: Path) -> Path:
-        from MedSeqFTLib.config import preset
+        from MedSeqFTLib.presets import preset
         from MedSeqFTLib.sequence.workspace import Workspace
 
         ws = folder / "ws"

@@ -41,6 +41,9 @@ def make_tiny_workspace(folder: Path, seed: int = 0, m0: Path | None = None) -> 
         cfg.selection = cfg.selection.replace(runs=4, k=1, views_per_batch=2)
         cfg.checkpoint_every_s = 0.2
         ws.save_config(cfg)
+        # every task takes the tiny patch and batch over what its plan would choose
+        ws.update_manifest(lambda m: m.__setitem__("overrides", {
+            "preprocess.patch_size": [16, 16, 16], **{f"retention.{s}.batch_size": 1 for s in ("fft", "kd_fft", "lora_kd")}}))
         for d in data:
             ws.add_task(d)
     return ws_dir

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from MedSeqFTLib.config import PRESETS, RetentionConfig, StageConfig, WorkspaceConfig, preset
+from MedSeqFTLib.config import RetentionConfig, StageConfig, WorkspaceConfig
+from MedSeqFTLib.presets import PRESETS, preset
 from MedSeqFTLib.errors import InputError
 
 

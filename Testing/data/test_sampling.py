@@ -99,3 +99,45 @@ def test_bad_arguments():
         sample_patches([np.zeros((1, 8, 8, 8))], (8, 8), 1)
     with pytest.raises(ValueError, match="different channel counts"):
         sample_patches([np.zeros((1, 8, 8, 8)), np.zeros((2, 8, 8, 8))], (4, 4, 4), 1)
+
+
+def test_class_aware_centres_small_and_large_class_equally():
+    """One class 100x smaller than another is the centre of about as many foreground patches."""
+    shape = (60, 60, 60)
+    label = np.zeros((1,) + shape, np.uint8)
+    label[0, 5:45, 5:45, 5:30] = 1  # 40 000 voxels
+    label[0, 50:58, 50:55, 50:60] = 2  # 400 voxels: 100x smaller
+    case = PreparedCase(np.zeros((1,) + shape, np.float32), label, GEO, np.eye(4))
+    assert (label == 1).sum() == 100 * (label == 2).sum()
+    sampler = PatchSampler([case], (16, 16, 16), batch_size=10, pos_fraction=0.5, seed=11)
+    centres = torch.cat([sampler.batch_at(i)["centre_class"] for i in range(100)])  # 1,000 patches
+    fg = centres[centres > 0]
+    share_small = float((fg == 2).float().mean())
+    assert 400 < len(fg) < 600  # pos_fraction 0.5 of 1,000 patches
+    assert abs(share_small - 0.5) < 0.06, share_small  # ~4 binomial standard errors
+    # and the centre really lies on that class: the patch centre voxel has the chosen label
+    batch = sampler.batch_at(3)
+    for label_patch, cls in zip(batch["label"], batch["centre_class"]):
+        if cls > 0:
+            assert int(label_patch[0, 8, 8, 8]) == int(cls)
+
+
+def test_batch_depends_only_on_seed_and_index():
+    a = PatchSampler(_cases(), (16, 16, 16), 2, 0.5, seed=7)
+    b = PatchSampler(_cases(), (16, 16, 16), 2, 0.5, seed=7)
+    later = [a.next_batch()["image"] for _ in range(6)][5]
+    assert torch.equal(b.batch_at(5)["image"], later)  # no need to draw batches 0..4 first
+
+
+def test_batch_stream_with_workers_equals_inline():
+    from MedSeqFTLib.retention.batches import BatchStream
+
+    sampler = PatchSampler(_cases(), (16, 16, 16), 2, 0.5, seed=4)
+    inline = BatchStream(sampler, start=3, workers=0)
+    workers = BatchStream(sampler, start=3, workers=2)
+    try:
+        for _ in range(5):
+            x, y = inline.next_batch(), workers.next_batch()
+            assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"])
+    finally:
+        workers.close()

@@ -22,7 +22,7 @@ def env():
 @pytest.fixture
 def fake_ws(tmp_path):
     """A real, empty workspace (no foundation model: the fake job does not need one)."""
-    from MedSeqFTLib.config import preset
+    from MedSeqFTLib.presets import preset
     from MedSeqFTLib.sequence.workspace import Workspace
 
     ws = tmp_path / "ws"

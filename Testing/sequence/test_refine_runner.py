@@ -13,6 +13,7 @@ from MedSeqFTLib.cli import main
 from MedSeqFTLib.config import WorkspaceConfig
 from MedSeqFTLib.errors import Cancelled, InputError
 from MedSeqFTLib.jobs.reporter import NullReporter
+from MedSeqFTLib.plan.overrides import effective_config
 from MedSeqFTLib.sequence.runner import refine_workspace, resolve_device
 from MedSeqFTLib.sequence.workspace import Workspace
 
@@ -87,7 +88,9 @@ def test_two_task_refine_writes_models_with_lineage(ws_dir):
         assert rec["lineage"]["encoder_sha256"] == _sha(model / "encoder.safetensors")
         assert rec["lineage"]["decoder_sha256"] == _sha(model / "decoder.safetensors")
         assert rec["n_params"]["encoder"] == sum(v.numel() for v in enc.values())
-        assert WorkspaceConfig.from_dict(rec["config"]) == ws.config
+        # the record holds what the task trained with: workspace config + its plan + overrides
+        assert WorkspaceConfig.from_dict(rec["config"]) == effective_config(ws.config, ws.task(name), ws.manifest["overrides"])
+        assert list(WorkspaceConfig.from_dict(rec["config"]).preprocess.patch_size) == [16, 16, 16]
         # stage tensors are dropped once the model is written; loss logs stay
         assert not list((ws.task_dir(name) / "stages").glob("*/*.safetensors"))
         net = load_task_model(ws, name)

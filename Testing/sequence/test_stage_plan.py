@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from MedSeqFTLib.config import preset
+from MedSeqFTLib.presets import preset
 from MedSeqFTLib.jobs.eta import EtaEstimator
 from MedSeqFTLib.sequence.runner import stage_plan
 
@@ -10,7 +10,7 @@ from MedSeqFTLib.sequence.runner import stage_plan
 def _ws(**retention):
     cfg = preset("cpu_demo")
     cfg.retention = cfg.retention.replace(**retention)
-    return SimpleNamespace(config=cfg)
+    return SimpleNamespace(config=cfg, task_config=lambda name: cfg)
 
 
 def test_first_task_is_fft_later_tasks_kd_then_lora():
