@@ -1,13 +1,15 @@
 """State shared by the panels: the open workspace, the one background job, short commands.
 
-One ``qt.QTimer`` polls everything (the job's ``events.jsonl`` and any short command such as
-``init`` or ``add-task``); each tick does a bounded amount of file reading, so the GUI thread
-never waits on the library. Panels listen to plain-Python ``Signal`` objects.
+One ``qt.QTimer`` polls everything (the job's ``events.jsonl``, any short command such as
+``init``, ``add-task`` or ``plan --set``, and read-only queries such as ``plan --json`` or
+``status --json``); each tick does a bounded amount of file reading, so the GUI thread never
+waits on the library. Panels listen to plain-Python ``Signal`` objects.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
@@ -40,18 +42,31 @@ class Prompts:
 
 
 class _Command:
-    """A short library command (not a job) running in the background."""
+    """A short library command (not a job) running in the background.
+
+    Its output goes to temporary files, not pipes: a pipe is read only once the process has
+    ended, so a command printing more than the pipe buffer (``plan --json`` of many tasks)
+    would block forever.
+    """
 
     def __init__(self, argv: List[str], env: dict, on_done: Callable[[int, str, str], None]) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        self.out = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL, env=env)
         self.on_done = on_done
 
-    def poll(self) -> bool:
-        if self.proc.poll() is None:
-            return False
-        out, err = self.proc.communicate()
-        self.on_done(self.proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
-        return True
+    @property
+    def finished(self) -> bool:
+        return self.proc.poll() is not None
+
+    def deliver(self) -> None:
+        """Call ``on_done(code, stdout, stderr)`` (once the process has ended)."""
+        texts = []
+        for fh in (self.out, self.err):
+            fh.seek(0)
+            texts.append(fh.read().decode("utf-8", "replace"))
+            fh.close()
+        self.on_done(self.proc.returncode, texts[0], texts[1])
 
 
 class Controller:
@@ -75,6 +90,7 @@ class Controller:
         self.job: Optional[JobProcess] = None
         self.summary = JobSummary()
         self._commands: List[_Command] = []
+        self._queries: List[_Command] = []
         self.workspaceChanged = Signal()   # (Path)
         self.dataChanged = Signal()        # () workspace files changed (tasks, buffer, metrics)
         self.jobStarted = Signal()         # (command)
@@ -125,6 +141,17 @@ class Controller:
         self.busyChanged.emit(True)
         self.timer.start()
 
+    def run_query(self, args: Sequence[str], on_done: Callable[[int, str, str], None]) -> None:
+        """Run a read-only ``medseqft <args>`` (``plan WS --json``, ``status WS --json``) in the
+        background; ``on_done(code, out, err)``.
+
+        Unlike ``run_command`` a query does not make the controller busy, does not emit
+        ``dataChanged`` (a panel refreshing on that signal would query forever) and skips the
+        first-use dependency check (these commands import no torch; a failure is shown inline).
+        """
+        self._queries.append(_Command(self.cli_prefix + [str(a) for a in args], self.env, on_done))
+        self.timer.start()
+
     def run_job(self, command: str, args: Sequence[str] = ()) -> bool:
         """Start ``medseqft <command> WS <args> --detach`` unless a job is already running."""
         if self.workspace is None:
@@ -150,10 +177,13 @@ class Controller:
     # -- the timer ------------------------------------------------------------------------
     def poll(self) -> None:
         t0 = time.perf_counter()
-        for cmd in list(self._commands):
-            if cmd.poll():
-                self._commands.remove(cmd)
-                self.dataChanged.emit()
+        for cmd in [c for c in self._commands if c.finished]:
+            self._commands.remove(cmd)  # before the callback, which may start the next step
+            cmd.deliver()
+            self.dataChanged.emit()
+        for query in [q for q in self._queries if q.finished]:
+            self._queries.remove(query)
+            query.deliver()
         if self.job is not None and self.job.state != "idle":
             was_active = self.job.active
             events = self.job.poll()
@@ -165,7 +195,7 @@ class Controller:
                 self.jobFinished.emit(self.job.state, self.summary, self.job.command)
                 self.busyChanged.emit(self.busy)
                 self.dataChanged.emit()
-        if not self.busy:
+        if not self.busy and not self._queries:
             self.timer.stop()
         self.last_tick_s = time.perf_counter() - t0
 

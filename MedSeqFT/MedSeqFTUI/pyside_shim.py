@@ -4,7 +4,8 @@ It re-exports the PySide6 classes the panels use under their PythonQt names and 
 explicit fallbacks for what PySide6 lacks:
 
 - ``ctk.ctkCollapsibleButton`` -> a checkable ``QGroupBox`` whose check box collapses it
-  (``setText``/``text``/``setCollapsed``/``collapsed`` as on the CTK widget).
+  (``setText``/``text``/``setCollapsed`` and the Qt property ``collapsed`` as on the CTK
+  widget, so ``setProperty("collapsed", True)`` works in both).
 - ``loadUI(path)`` -> ``QUiLoader`` after turning ``ctkCollapsibleButton`` into that
   ``QGroupBox`` in the ``.ui`` XML.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QTimer, QElapsedTimer  # noqa: F401
+from PySide6.QtCore import Property, QBuffer, QByteArray, QIODevice, QSize, Qt, QTimer, QElapsedTimer  # noqa: F401
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPixmap  # noqa: F401
 from PySide6.QtWidgets import (  # noqa: F401
     QAbstractItemView,
@@ -64,8 +65,10 @@ class ctkCollapsibleButton(QGroupBox):
     def setCollapsed(self, collapsed):
         self.setChecked(not collapsed)
 
-    def collapsed(self):
+    def _collapsed(self):
         return not self.isChecked()
+
+    collapsed = Property(bool, _collapsed, setCollapsed)
 
     def _on_toggled(self, on):
         for child in self.findChildren(QWidget):

@@ -1,12 +1,15 @@
 """Refinement panel: device and main hyper-parameters, Start (which becomes Cancel while the
 job runs), Resume after a cancel or crash, and the job's progress, stage, task, time left and
-log, fed from ``events.jsonl`` by the controller's timer."""
+log, fed from ``events.jsonl`` by the controller's timer. Changed hyper-parameters are recorded
+as workspace-wide overrides with ``medseqft plan WS --set ...`` before refine starts; the
+"Advanced settings" section below (``settings_panel.py``) shows and edits every setting."""
 
 from __future__ import annotations
 
 from .events import format_duration
 from .jobprocess import pid_alive, read_status
 from .qtcompat import get, qt
+from .settings_panel import AdvancedSettings, last_line
 from .widgets import hbox, section_layout
 from . import workspace_files as wf
 
@@ -30,7 +33,7 @@ class RefinePanel:
         self.iterationsSpin.setRange(0, 1000000)
         self.iterationsSpin.setSpecialValueText("workspace default")
         self.iterationsSpin.setToolTip("fine-tuning iterations per task (paper: 25,000); LoRA distillation gets a fifth. "
-                                       "Stored in workspace.json when you press Start")
+                                       "Recorded as a workspace-wide override (medseqft plan --set) when you press Start")
         form.addRow("Iterations:", self.iterationsSpin)
         self.rankSpin = qt.QSpinBox()
         self.rankSpin.setRange(1, 64)
@@ -45,6 +48,10 @@ class RefinePanel:
         self.startButton = qt.QPushButton("Start")
         self.resumeButton = qt.QPushButton("Resume")
         form.addRow(hbox(self.startButton, self.resumeButton))
+        self.errorLabel = qt.QLabel("")  # a refused setting: the CLI's one-line error, inline
+        self.errorLabel.setWordWrap(True)
+        self.errorLabel.setStyleSheet("color: #c62828")
+        form.addRow(self.errorLabel)
         self.progress = qt.QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -63,9 +70,13 @@ class RefinePanel:
         box = qt.QWidget()
         box.setLayout(form)
         layout.addWidget(box)
+        self.advanced = AdvancedSettings(controller)
+        layout.addWidget(self.advanced.section)
+        self._shown = {}  # the hyper-parameters as last loaded into the spin boxes
         self.startButton.clicked.connect(lambda *_: self.on_start_or_cancel())
         self.resumeButton.clicked.connect(lambda *_: self.on_resume())
         self.c.workspaceChanged.connect(lambda *_: (self.load_hyper_parameters(), self._update_enabled()))
+        self.c.dataChanged.connect(lambda *_: self.load_hyper_parameters(keep_edits=True))
         self.c.busyChanged.connect(lambda *_: self._update_enabled())
         self.c.jobStarted.connect(self.on_job_started)
         self.c.jobEvents.connect(self.on_job_events)
@@ -100,17 +111,41 @@ class RefinePanel:
         args = ["--device", get(self.deviceCombo, "currentText")]
         return args + (["--resume"] if resume else [])
 
-    def load_hyper_parameters(self) -> None:
-        """Show the workspace's settings (the spin boxes start from what the library will use)."""
-        hp = wf.hyper_parameters(self.c.workspace) if self.c.workspace else {}
-        self.iterationsSpin.setValue(int(hp.get("iterations") or 0))
-        self.rankSpin.setValue(int(hp.get("lora_rank") or 2))
-        self.kSpin.setValue(int(hp.get("k") or 0))
+    def _spin_values(self) -> dict:
+        return {"iterations": get(self.iterationsSpin, "value"), "lora_rank": get(self.rankSpin, "value"),
+                "k": get(self.kSpin, "value")}
 
-    def store_hyper_parameters(self) -> None:
-        """Write changed settings into workspace.json; the refine CLI reads them from there."""
-        wf.write_hyper_parameters(self.c.workspace, iterations=get(self.iterationsSpin, "value") or None,
-                                  lora_rank=get(self.rankSpin, "value"), k=get(self.kSpin, "value"))
+    def load_hyper_parameters(self, keep_edits: bool = False) -> None:
+        """Show the workspace's settings (the spin boxes start from what the library will use).
+
+        ``keep_edits``: leave a spin box the user changed since the last load as it is.
+        """
+        hp = wf.hyper_parameters(self.c.workspace) if self.c.workspace else {}
+        new = {"iterations": int(hp.get("iterations") or 0), "lora_rank": int(hp.get("lora_rank") or 2),
+               "k": int(hp.get("k") or 0)}
+        now = self._spin_values()
+        for key, spin in (("iterations", self.iterationsSpin), ("lora_rank", self.rankSpin), ("k", self.kSpin)):
+            if not keep_edits or now[key] == self._shown.get(key, now[key]):
+                spin.setValue(new[key])
+        self._shown = new
+
+    def override_arguments(self) -> list:
+        """``--set KEY=VALUE`` for each setting changed since it was shown (``[]``: none changed).
+
+        Iterations set both fine-tuning stages and a fifth for LoRA distillation (the paper's
+        25,000 : 5,000); K = 0 means "auto" (``selection.k=null``, 20 % of the training cases).
+        """
+        now, shown = self._spin_values(), self._shown
+        pairs = []
+        n = now["iterations"]
+        if n and n != shown.get("iterations"):
+            pairs += [("retention.fft.iterations", n), ("retention.kd_fft.iterations", n),
+                      ("retention.lora_kd.iterations", max(1, n // 5))]
+        if now["lora_rank"] != shown.get("lora_rank"):
+            pairs.append(("retention.lora_rank", now["lora_rank"]))
+        if now["k"] != shown.get("k"):
+            pairs.append(("selection.k", now["k"] or "null"))
+        return [a for key, value in pairs for a in ("--set", f"{key}={value}")]
 
     def on_start_or_cancel(self) -> None:
         if self._refine_running():
@@ -127,12 +162,21 @@ class RefinePanel:
         if lock.get("pid") and pid_alive(lock.get("pid")):
             self.c.prompts.error(f"the workspace is busy: '{lock.get('command', '?')}' (pid {lock['pid']}) holds its lock")
             return
-        try:
-            self.store_hyper_parameters()
-        except ValueError as exc:
-            self.c.prompts.error(str(exc))
+        self.errorLabel.setText("")
+        overrides = self.override_arguments()
+        if not overrides:
+            self.c.run_job("refine", self.refine_arguments(resume=resume))
             return
-        self.c.run_job("refine", self.refine_arguments(resume=resume))
+
+        def recorded(code, out, err):
+            if code != 0:  # a refused value: the CLI's one line, and no refine
+                self.errorLabel.setText(last_line(err) or f"medseqft plan exited with {code}")
+                return
+            self.load_hyper_parameters()
+            self.c.run_job("refine", self.refine_arguments(resume=resume))
+
+        self.log.appendPlainText("recording settings: " + " ".join(a for a in overrides if a != "--set"))
+        self.c.run_command(["plan", str(self.c.workspace)] + overrides, recorded)
 
     def on_resume(self) -> None:
         self._start(resume=True)

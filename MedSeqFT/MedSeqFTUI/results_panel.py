@@ -1,17 +1,40 @@
-"""Results panel: the metrics table and the forgetting matrix; predict a scene volume with a
-task's model in the background and overlay the result as a named, coloured segmentation;
-load the test-case predictions of a task for review."""
+"""Results panel: each task's check right after training (Dice per class, and in red the classes
+never predicted, from ``medseqft status WS --json``), the metrics table and the forgetting
+matrix; predict a scene volume with a task's model in the background and overlay the result as
+a named, coloured segmentation; load the test-case predictions of a task for review."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import List
 
 from .qtcompat import get, qt
 from .widgets import fill_table, finish_section, hbox, make_table, section_layout
 from . import workspace_files as wf
 from .tasks_panel import PREDICTION_ATTRIBUTE
 
-__all__ = ["ResultsPanel"]
+__all__ = ["ResultsPanel", "training_check_rows"]
+
+CHECK_HEADERS = ["task", "failed classes", "Dice % after training", "per class"]
+FAILED_COLOR = "#c62828"
+
+
+def training_check_rows(status: dict) -> List[tuple]:
+    """``(task, failed text, Dice %, per-class Dice %)`` per refined task of ``status --json``.
+
+    The failed text names each class never predicted on the task's test cases right after
+    training (``"putamen never predicted"``), empty when none.
+    """
+    rows = []
+    for t in status.get("tasks") or []:
+        if not isinstance(t, dict) or (t.get("dice") is None and not t.get("failed_classes")):
+            continue
+        per_class = ", ".join(f"{c} {float(d):.1f}" for c, d in (t.get("class_dice") or {}).items() if d is not None)
+        failed = t.get("failed_classes") or []
+        rows.append((t.get("name", "?"), f"{', '.join(failed)} never predicted" if failed else "",
+                     "-" if t.get("dice") is None else f"{float(t['dice']):.1f}", per_class))
+    return rows
 
 
 def _image_stem(path: Path) -> str:
@@ -28,8 +51,15 @@ class ResultsPanel:
         self.pending = None  # (volume node, task, expected output, input file) of a running predict job
         self.written = []    # files the running predict job reported
         self.overlays = []
+        self._checking = False  # a status query is running
+        self._check_stale = False
         layout = section_layout(section)
         form = qt.QFormLayout()
+        self.checkTable = make_table(CHECK_HEADERS)
+        self.checkTable.setMinimumHeight(90)
+        self.checkTable.setToolTip("each task's model on its own test cases right after training; a class never "
+                                   "predicted there failed to train (more iterations, a larger patch, or more cases)")
+        form.addRow("After training:", self.checkTable)
         self.evaluateButton = qt.QPushButton("Evaluate all tasks")
         form.addRow(self.evaluateButton)
         self.metricsTable = make_table(["task", "Dice %", "HD95 mm", "test cases"])
@@ -92,8 +122,42 @@ class ResultsPanel:
         self.predictButton.setEnabled(idle and has_task and get(self.volumeCombo, "count") > 0 and self.c.scene is not None)
         self.loadTestButton.setEnabled(idle and has_task and self.c.scene is not None)
 
+    def refresh_check(self) -> None:
+        """Ask ``status WS --json`` (in the background, one query at a time) for the check table."""
+        if self.c.workspace is None:
+            fill_table(self.checkTable, [])
+            return
+        if self._checking:
+            self._check_stale = True
+            return
+        self._checking = True
+        self.c.run_query(["status", str(self.c.workspace), "--json"], self._on_status)
+
+    def _on_status(self, code: int, out: str, err: str) -> None:
+        self._checking = False
+        if self._check_stale:
+            self._check_stale = False
+            self.refresh_check()
+            return
+        try:
+            doc = json.loads(out) if code == 0 else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            self.statusLabel.setText(lines[-1] if lines else f"medseqft status exited with {code}")
+            return
+        rows = training_check_rows(doc)
+        fill_table(self.checkTable, rows)
+        red = qt.QBrush(qt.QColor(FAILED_COLOR))
+        for r, row in enumerate(rows):
+            if row[1]:
+                self.checkTable.item(r, 0).setForeground(red)
+                self.checkTable.item(r, 1).setForeground(red)
+
     def refresh(self) -> None:
         ws = self.c.workspace
+        self.refresh_check()
         fill_table(self.metricsTable, wf.metrics_rows(ws) if ws else [])
         headers, rows = wf.forgetting_table(ws) if ws else ([], [])
         self.forgettingTable.setColumnCount(max(1, len(headers)))

@@ -14,6 +14,8 @@ from . import workspace_files as wf
 __all__ = ["TasksPanel", "scene_pairs"]
 
 HEADERS = ["task", "cases", "train / test", "labels", "status"]
+#: choices of the modality box; "auto" leaves it to add-task (dataset.json, or guessed from intensities)
+MODALITIES = ["auto", "CT", "MR", "PET", "other"]
 
 
 PREDICTION_ATTRIBUTE = "MedSeqFT.prediction"
@@ -53,6 +55,13 @@ class TasksPanel:
         self.nameEdit = qt.QLineEdit()
         self.nameEdit.setPlaceholderText("task name (default: the dataset's name)")
         form.addRow("Task name:", self.nameEdit)
+        self.modalityCombo = qt.QComboBox()
+        for m in MODALITIES:
+            self.modalityCombo.addItem(m)
+        self.modalityCombo.setToolTip("the images' modality (it chooses the intensity normalisation); auto = from "
+                                      "dataset.json, or guessed from the intensities of an images/ + labels/ folder; "
+                                      "for nnU-Net/Decathlon it must agree with dataset.json")
+        form.addRow("Modality:", self.modalityCombo)
         self.addButton = qt.QPushButton("Add dataset as next task")
         self.addSceneButton = qt.QPushButton("Add task from scene")
         self.addSceneButton.setToolTip("export every segmentation with its reference volume as a dataset, then add it")
@@ -72,8 +81,14 @@ class TasksPanel:
         self.addButton.setEnabled(ready)
         self.addSceneButton.setEnabled(ready and self.c.scene is not None)
 
+    def add_arguments(self, dataset: str, name: str) -> list:
+        """``add-task WS DATASET [--name N] [--modality M]`` (no ``--modality`` for "auto")."""
+        modality = get(self.modalityCombo, "currentText")
+        return (["add-task", str(self.c.workspace), dataset] + (["--name", name] if name else [])
+                + (["--modality", modality] if modality and modality != "auto" else []))
+
     def _add(self, dataset: str, name: str) -> None:
-        args = ["add-task", str(self.c.workspace), dataset] + (["--name", name] if name else [])
+        args = self.add_arguments(dataset, name)
         self.statusLabel.setText(f"checking every file of {dataset} ...")
 
         def done(code, out, err):

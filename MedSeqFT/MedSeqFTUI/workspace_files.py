@@ -8,7 +8,6 @@ is writing. No MedSeqFTLib import (the GUI talks to the library through files an
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -29,7 +28,6 @@ __all__ = [
     "forgetting_table",
     "test_case_predictions",
     "hyper_parameters",
-    "write_hyper_parameters",
 ]
 
 
@@ -203,40 +201,14 @@ def test_case_predictions(ws: str | Path, name: str) -> List[dict]:
 
 def hyper_parameters(ws: str | Path) -> dict:
     """The refinement settings the panel shows: ``iterations`` (task fine-tuning), ``lora_rank``,
-    ``k`` (buffer size, ``None`` = 20 %), from ``workspace.json`` ``config``."""
-    cfg = read_workspace(ws).get("config") or {}
+    ``k`` (buffer size, ``None`` = 20 %): the workspace-wide override (``workspace.json``
+    ``overrides``, written by ``medseqft plan --set``) where there is one, else ``config``."""
+    manifest = read_workspace(ws)
+    cfg = manifest.get("config") or {}
     ret = cfg.get("retention") or {}
-    return {"iterations": (ret.get("fft") or {}).get("iterations"), "lora_rank": ret.get("lora_rank"),
-            "k": (cfg.get("selection") or {}).get("k")}
-
-
-def write_hyper_parameters(ws: str | Path, iterations=None, lora_rank=None, k=None) -> bool:
-    """Store changed settings in ``workspace.json`` (atomically) before a refine job starts.
-
-    ``iterations`` sets both fine-tuning stages and a fifth of it for LoRA distillation (the
-    paper's 25,000 : 5,000). Only called while no job holds the workspace, so it cannot race
-    a library writer. Returns whether the file changed.
-
-    Raises:
-        ValueError: ``workspace.json`` is missing or malformed.
-    """
-    path = Path(ws) / "workspace.json"
-    manifest = read_json_or(path)
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{path}: missing or malformed")
-    before = json.dumps(manifest, sort_keys=True)
-    cfg = manifest.setdefault("config", {})
-    ret = cfg.setdefault("retention", {})
-    if iterations:
-        for stage, n in (("fft", iterations), ("kd_fft", iterations), ("lora_kd", max(1, int(iterations) // 5))):
-            ret.setdefault(stage, {})["iterations"] = int(n)
-    if lora_rank:
-        ret["lora_rank"] = int(lora_rank)
-    if k is not None:
-        cfg.setdefault("selection", {})["k"] = int(k) if k else None
-    if json.dumps(manifest, sort_keys=True) == before:
-        return False
-    tmp = path.with_name(".workspace.json.gui.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return True
+    over = manifest.get("overrides") if isinstance(manifest.get("overrides"), dict) else {}
+    base = {"retention.fft.iterations": (ret.get("fft") or {}).get("iterations"), "retention.lora_rank": ret.get("lora_rank"),
+            "selection.k": (cfg.get("selection") or {}).get("k")}
+    value = {key: over.get(key, v) for key, v in base.items()}
+    return {"iterations": value["retention.fft.iterations"], "lora_rank": value["retention.lora_rank"],
+            "k": value["selection.k"]}

@@ -5,6 +5,17 @@ Used by the job-process tests (it is run as a process, not mocked). Commands:
     fake_cli.py refine WS [--steps N] [--step-s S] [--crash-at K] [--resume] [--detach]
     fake_cli.py cancel WS
     fake_cli.py bad WS             exits 2 with one line on stderr (bad input)
+    fake_cli.py plan WS [--task T] [--set K=V ...] [--unset K ...] [--json]
+    fake_cli.py status WS --json
+
+``plan`` follows ``medseqft plan``: it reads ``task.json`` ``plan`` and the overrides of
+``workspace.json``/``task.json``, records ``--set``/``--unset`` there (and the call in
+``WS/calls.txt``), prints ``{task: {"status", "settings": [{key, value, source, reason}]}}``
+with ``--json``, and refuses (exit 2, one stderr line) an unknown task, a change to a refined
+task with ``--task``, an ``--unset`` of a key that is not overridden, and any ``--set`` of the
+key named by ``$FAKE_CLI_PLAN_REFUSE``; ``$FAKE_CLI_PLAN_DELAY_S`` makes a change take longer.
+``status --json`` gives each task's ``dice``, ``class_dice`` and ``failed_classes`` from
+``tasks/<name>/model/record.json`` as ``medseqft status`` does.
 
 ``--detach`` prints the job id and returns at once; the worker (this script again with
 ``--worker ID``) appends events to ``WS/jobs/ID/events.jsonl`` and keeps ``status.json``
@@ -66,6 +77,87 @@ def worker(args):
     return 0
 
 
+def parse_value(raw):
+    """VALUE of KEY=VALUE as medseqft reads it: JSON, else comma-separated numbers, else text."""
+    raw = raw.strip()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    if "," in raw:
+        try:
+            return [json.loads(x) for x in raw.split(",")]
+        except ValueError:
+            pass
+    return raw
+
+
+def fail(command, message):
+    sys.stderr.write(f"medseqft {command}: error: {message}\n")
+    return 2
+
+
+def plan_rows(manifest, rec):
+    plan = rec.get("plan") or {}
+    layers = [("plan", plan.get("values") or {}), ("workspace override", manifest.get("overrides") or {}),
+              ("task override", rec.get("overrides") or {})]
+    rows = []
+    for key in sorted(set().union(*[set(values) for _, values in layers])):
+        source, value = [(s, values[key]) for s, values in layers if key in values][-1]
+        reason = (plan.get("reasons") or {}).get(key, "") if source == "plan" else "set by the user"
+        rows.append({"key": key, "value": value, "source": source, "reason": reason})
+    return rows
+
+
+def plan(args, ws):
+    manifest = json.loads((ws / "workspace.json").read_text())
+    tasks = manifest.get("tasks") or []
+    if args.task and args.task not in tasks:
+        return fail("plan", f"--task: unknown task {args.task!r} in {ws} (tasks: {', '.join(tasks)})")
+    records = {n: json.loads((ws / "tasks" / n / "task.json").read_text()) for n in tasks}
+    if args.assign or args.unset:
+        time.sleep(float(os.environ.get("FAKE_CLI_PLAN_DELAY_S", "0")))
+        values = dict((a.split("=", 1)[0].strip(), parse_value(a.split("=", 1)[1])) for a in args.assign)
+        refused = os.environ.get("FAKE_CLI_PLAN_REFUSE")
+        if refused in values:
+            return fail("plan", f"{refused}: must be <= 16, got {values[refused]}")
+        if args.task and records[args.task].get("status") == "done":
+            return fail("plan", f"--task: {args.task!r} is already refined; its settings are fixed")
+        owner = records[args.task] if args.task else manifest
+        scope = dict(owner.get("overrides") or {})
+        for key in args.unset:
+            if key not in scope:
+                return fail("plan", f"--unset: {key!r} is not overridden {'for ' + args.task if args.task else 'in the workspace'}")
+            del scope[key]
+        scope.update(values)
+        owner["overrides"] = scope
+        target = ws / "tasks" / args.task / "task.json" if args.task else ws / "workspace.json"
+        write_json(target, owner)
+        with open(ws / "calls.txt", "a") as fh:
+            fh.write(" ".join(["plan"] + sys.argv[3:]) + "\n")
+    names = [args.task] if args.task else tasks
+    doc = {n: {"status": records[n].get("status"), "settings": plan_rows(manifest, records[n])} for n in names}
+    print(json.dumps(doc, indent=1) if args.json else "\n".join(doc))
+    return 0
+
+
+def status(ws):
+    manifest = json.loads((ws / "workspace.json").read_text())
+    tasks = []
+    for name in manifest.get("tasks") or []:
+        rec = json.loads((ws / "tasks" / name / "task.json").read_text())
+        entry = {"name": name, "status": rec.get("status"), "labels": rec.get("labels")}
+        record = ws / "tasks" / name / "model" / "record.json"
+        if rec.get("status") == "done" and record.is_file():
+            model = json.loads(record.read_text())
+            check = (model.get("validation") or {}).get("M_t") or {}
+            entry.update({"dice": check.get("dice"), "class_dice": check.get("classes"),
+                          "failed_classes": model.get("failed_classes", [])})
+        tasks.append(entry)
+    print(json.dumps({"root": str(ws), "tasks": tasks, "jobs": []}, indent=2))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("command")
@@ -76,11 +168,19 @@ def main():
     p.add_argument("--resume", action="store_true")
     p.add_argument("--detach", action="store_true")
     p.add_argument("--worker")
+    p.add_argument("--task")
+    p.add_argument("--set", dest="assign", action="append", default=[])
+    p.add_argument("--unset", action="append", default=[])
+    p.add_argument("--json", action="store_true")
     args, _ = p.parse_known_args()  # the panels pass --device, --lora-rank, ... as the real CLI takes them
     ws = Path(args.ws)
     if args.command == "bad":
         sys.stderr.write(f"medseqft bad: error: {ws}: no workspace.json here\n")
         return 2
+    if args.command == "plan":
+        return plan(args, ws)
+    if args.command == "status":
+        return status(ws)
     if args.command == "cancel":
         for sf in ws.glob("jobs/*/status.json"):
             st = json.loads(sf.read_text())

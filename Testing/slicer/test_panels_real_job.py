@@ -10,6 +10,7 @@ Uses the demo M0 shipped in MedSeqFTLib/resources (no pretraining); about 1-2 mi
 cores, part of the default run because it is the only end-to-end check of the GUI on a real job.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,11 @@ def test_real_sequence_through_the_panels(tmp_path, artifacts_dir):
     refine = panels.refine
     refine.deviceCombo.setCurrentIndex(1)  # cpu
     refine.iterationsSpin.setValue(ITERATIONS)
-    click(refine.startButton)
-    assert refine.startButton.text() == "Cancel"
+    click(refine.startButton)  # records the iterations with "plan --set" first, then starts refine
+    wait_until(lambda: refine.startButton.text() == "Cancel" or refine.errorLabel.text(), 120, "plan --set, then refine")
+    assert refine.startButton.text() == "Cancel", refine.errorLabel.text()
+    overrides = json.loads((ws / "workspace.json").read_text())["overrides"]
+    assert overrides["retention.fft.iterations"] == ITERATIONS and overrides["retention.lora_kd.iterations"] == ITERATIONS // 5
     wait_until(lambda: controller.summary.step >= 3 or not controller.busy, 240, "refine progress")
     assert controller.busy, f"refine ended before Cancel: {controller.summary.final} {controller.summary.message}"
     screenshot(panels.sections["refine"], artifacts_dir / "real_job" / "refine_running.png")
@@ -95,8 +99,13 @@ def test_real_sequence_through_the_panels(tmp_path, artifacts_dir):
     names = [ws / "tasks" / n / "model" / "encoder.safetensors" for n in (panels.tasks.table.item(r, 0).text() for r in range(2))]
     assert all(p.is_file() for p in names)
 
-    # Results: evaluate, then segment the loaded case and overlay it
+    # Results: each task's check right after training (status --json), failed classes in red
     results = panels.results
+    wait_until(lambda: results.checkTable.rowCount() == 2, 60, "status --json")
+    for r in range(2):
+        failed = results.checkTable.item(r, 1).text()
+        assert failed == "" or failed.endswith("never predicted")
+    # evaluate, then segment the loaded case and overlay it
     click(results.evaluateButton)
     wait_until(lambda: not controller.busy, 300, "evaluate")
     assert controller.summary.final == "done", controller.summary.message
