@@ -153,6 +153,8 @@ class RecipeConfig(_Serialisable):
         amp: mixed precision on CUDA: ``"auto"`` (bf16 where supported, else fp16 with a
             gradient scaler), ``"bf16"``, ``"fp16"`` or ``"off"``; the CPU always runs fp32.
         augment: nnU-Net's default augmentation (``data.augment``) on task patches.
+        deep_supervision: auxiliary Dice + CE losses on the decoder's coarser outputs where
+            the decoder supports it (the small U-Net; not SwinUNETR's decoder).
         elastic: add elastic deformation to the augmentation.
         workers: data-loader worker processes; ``None`` = 0 on the CPU (the cores train),
             ``min(8, cpus - 1)`` on CUDA.
@@ -171,6 +173,7 @@ class RecipeConfig(_Serialisable):
     grad_clip: float = 12.0
     amp: str = "auto"
     augment: bool = True
+    deep_supervision: bool = True
     elastic: bool = False
     workers: Optional[int] = None
     tta_mirror: Optional[bool] = None
@@ -179,6 +182,14 @@ class RecipeConfig(_Serialisable):
     memory_budget_mb: Optional[float] = None
 
     def __post_init__(self):
+        for name in ("poly_exponent", "warmup_fraction", "grad_clip", "sw_overlap", "memory_budget_mb", "workers"):
+            value = getattr(self, name)
+            if value is None and name in ("memory_budget_mb", "workers"):
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if name == "workers":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            _check(ok, f"recipe.{name}", f"must be {'an integer' if name == 'workers' else 'a number'}, got {value!r}")
         _check(self.schedule in SCHEDULES, "recipe.schedule", f"must be one of {list(SCHEDULES)}, got {self.schedule!r}")
         _check(float(self.poly_exponent) > 0, "recipe.poly_exponent", f"must be > 0, got {self.poly_exponent}")
         _check(0.0 <= float(self.warmup_fraction) < 1.0, "recipe.warmup_fraction", f"must lie in [0, 1), got {self.warmup_fraction}")
@@ -187,7 +198,7 @@ class RecipeConfig(_Serialisable):
         _check(self.workers is None or int(self.workers) >= 0, "recipe.workers", f"must be >= 0 or null, got {self.workers}")
         _check(0.0 <= float(self.sw_overlap) < 1.0, "recipe.sw_overlap", f"must lie in [0, 1), got {self.sw_overlap}")
         _check(self.keep_largest in KEEP_LARGEST, "recipe.keep_largest", f"must be one of {list(KEEP_LARGEST)}, got {self.keep_largest!r}")
-        for name in ("augment", "elastic"):
+        for name in ("augment", "elastic", "deep_supervision"):
             _check(isinstance(getattr(self, name), bool), f"recipe.{name}", f"must be true or false, got {getattr(self, name)!r}")
         _check(self.memory_budget_mb is None or float(self.memory_budget_mb) > 0, "recipe.memory_budget_mb",
                f"must be > 0 or null, got {self.memory_budget_mb}")

@@ -76,6 +76,11 @@ def run(args, reporter) -> int:
                              reporter=reporter)
             ws = Workspace.open(args.workspace)
     if not names:
+        if changing:  # workspace-wide overrides before the first task: recorded, nothing to plan yet
+            print(json.dumps({"workspace_overrides": ws.manifest.get("overrides") or {}}) if args.json else
+                  "workspace overrides: " + (", ".join(f"{k}={v}" for k, v in (ws.manifest.get("overrides") or {}).items())
+                                             or "none"))
+            return 0
         raise InputError(ws.root, "the workspace has no tasks yet; add one with 'medseqft add-task'")
     table = {n: _rows(ws, n) for n in names}
     if args.json:

@@ -24,7 +24,7 @@ def keep_largest_components(indices: np.ndarray, classes: Sequence[int]) -> np.n
     from monai.transforms import KeepLargestConnectedComponent
 
     keep = KeepLargestConnectedComponent(applied_labels=[int(c) for c in classes], is_onehot=False, independent=True)
-    out = keep(np.asarray(indices)[None])
+    out = keep(np.array(indices, copy=True)[None])  # MONAI writes into its input
     return np.asarray(out)[0].astype(indices.dtype, copy=False)
 
 

@@ -81,6 +81,7 @@ def fit_patch(median_shape, divisor: int, max_voxels: float, min_side: int) -> t
     """nnU-Net's patch rule: start at the median shape (rounded up to ``divisor``), then shrink
     the axis that is largest relative to the median shape by ``divisor`` until it fits."""
     div = int(divisor)
+    min_side = int(math.ceil(int(min_side) / div)) * div
     shape = np.asarray([max(float(s), 1.0) for s in median_shape])
     patch = np.asarray([max(int(math.ceil(s / div)) * div, min_side) for s in shape])
     while np.prod(patch.astype(float)) > max_voxels:
@@ -92,7 +93,8 @@ def fit_patch(median_shape, divisor: int, max_voxels: float, min_side: int) -> t
     return tuple(int(p) for p in patch)
 
 
-def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mapping] = None) -> dict:
+def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mapping] = None,
+              bytes_per_voxel: Optional[float] = None) -> dict:
     """Plan one task.
 
     Args:
@@ -100,6 +102,8 @@ def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mappi
         cfg: the workspace ``WorkspaceConfig`` (backbone, preset schedule, recipe).
         device: the torch device training will run on.
         foundation_meta: M0's metadata (its ``preprocess`` record), if any.
+        bytes_per_voxel: the backbone's activation bytes per voxel if already measured
+            (another task's plan); measured here otherwise.
 
     Returns:
         ``{"values": {dotted key: value}, "reasons": {dotted key: str}, "device": str,
@@ -120,6 +124,7 @@ def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mappi
         values["preprocess.normalization"], values["preprocess.ct_window"] = "window", window
         reasons["preprocess.normalization"] = (f"M0 was pre-trained on the HU window {window[0]:g}..{window[1]:g} -> [0, 1]; "
                                                "its first layers expect that scale")
+        reasons["preprocess.ct_window"] = "M0's pre-training window (its metadata)"
     elif modality == "CT":
         fg = fingerprint["channels"][0]["foreground"]
         stats = [fg["percentile_00_5"], fg["percentile_99_5"], fg["mean"], fg["std"]]
@@ -137,7 +142,7 @@ def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mappi
     shapes = [np.asarray(c["size_after_crop"], float) * np.asarray(c["spacing"], float) / np.asarray(spacing)
               for c in cases]
     median_shape = [float(v) for v in np.median(np.stack(shapes), axis=0)]
-    per_voxel = activation_bytes_per_voxel(cfg.arch)
+    per_voxel = float(bytes_per_voxel) if bytes_per_voxel else activation_bytes_per_voxel(cfg.arch)
     budget, budget_why = memory_budget_bytes(device, cfg.recipe.memory_budget_mb)
     min_side = MIN_PATCH.get(cfg.arch.name, 16)
     patch = fit_patch(median_shape, size_divisor(cfg.arch), budget / (per_voxel * BATCH_SIZE), min_side)

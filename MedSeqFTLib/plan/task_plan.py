@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..errors import InputError
+
 __all__ = ["FINGERPRINT_FILE", "fingerprint_task", "plan_task", "foundation_metadata"]
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -41,7 +43,14 @@ def plan_task(ws, record: dict, fingerprint: dict, device: Optional[str] = "auto
     from .planner import make_plan
 
     dev = resolve_device(device or "auto")
-    plan = make_plan(fingerprint, ws.config, dev, foundation_metadata(ws))
+    # the backbone is the same for every task: reuse a measurement another task's plan made
+    known = None
+    for other in ws.task_names():
+        try:
+            known = (ws.task(other).get("plan") or {}).get("bytes_per_voxel") or known
+        except InputError:  # a damaged task record just means measuring again
+            continue
+    plan = make_plan(fingerprint, ws.config, dev, foundation_metadata(ws), bytes_per_voxel=known)
     plan["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return plan
 
