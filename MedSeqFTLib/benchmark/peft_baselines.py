@@ -87,7 +87,8 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
                 raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
             factory = sampler_factory(cfg, cases, int(stage_cfg.batch_size))
             n_trainable = int(sum(p.numel() for p in net.parameters() if p.requires_grad))
-            log = train_fft(net, _stage_spec(ws, cfg, name, stage_cfg, dev), factory, reporter, dev)
+            log = train_fft(net, _stage_spec(ws, cfg, name, stage_cfg, dev), factory, reporter, dev,
+                            deep_supervision=cfg.recipe.deep_supervision)
             encoder_t = merge_lora(net.encoder) if mode == "lora" else net.encoder
             strategy = f"peft_lora_r{rank}" if mode == "lora" else "peft_head_only"
             stages = {"fft": {**log.to_dict(), "trainable_params": n_trainable, "adapter_params": n_adapter}}

@@ -45,7 +45,11 @@ class SmallUNetEncoder(nn.Module):
 
 
 class SmallUNetDecoder(nn.Module):
-    """``forward([f, 2f, 4f, 8f] fine to coarse) -> (B, f, X, Y, Z)`` via transposed-conv up blocks."""
+    """``forward([f, 2f, 4f, 8f] fine to coarse) -> (B, f, X, Y, Z)`` via transposed-conv up blocks.
+
+    ``forward(feats, all_scales=True)`` returns ``[(B, f, X..), (B, 2f, X/2..), (B, 4f, X/4..)]``
+    for deep supervision.
+    """
 
     def __init__(self, feature_size: int = 8):
         from monai.networks.blocks import UnetUpBlock
@@ -58,11 +62,19 @@ class SmallUNetDecoder(nn.Module):
             for i in reversed(range(len(chans) - 1))
         )
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    @property
+    def scale_channels(self) -> list[int]:
+        """Channels of each decoder output, finest first (what ``forward(..., all_scales=True)`` returns)."""
+        return [up.conv_block.conv2.conv.out_channels for up in reversed(self.ups)]
+
+    def forward(self, feats: list[torch.Tensor], all_scales: bool = False):
+        """``all_scales``: return every up-block's output, finest (the usual output) first, for deep supervision."""
         x = feats[-1]
+        outs = []
         for up, skip in zip(self.ups, reversed(feats[:-1])):
             x = up(x, skip)
-        return x
+            outs.append(x)
+        return outs[::-1] if all_scales else x
 
 
 def build_encoder(arch) -> SmallUNetEncoder:

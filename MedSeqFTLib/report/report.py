@@ -158,6 +158,22 @@ def _section_metrics(doc: _Doc, ws, metrics: dict) -> None:
         doc.para("No evaluated task yet.")
 
 
+def _section_after_training(doc: _Doc, records: dict) -> None:
+    doc.section("Right after training", "Per-class Dice (%) of each task's models on its test cases, checked by the "
+                "runner as soon as the task was trained: M_t-mid (after KD-FFT) and the merged M_t. A failed class is "
+                "one the model never predicts on any test case.")
+    rows = []
+    for name, rec in records.items():
+        for which, check in (rec.get("validation") or {}).items():
+            classes = ", ".join(f"{c} {_pct(d / 100)}" for c, d in check.get("classes", {}).items())
+            rows.append([name, check.get("model", which), _pct(check.get("dice", 0) / 100), classes,
+                         ", ".join(f"{c} never predicted" for c in check.get("failed", [])) or "none"])
+    if rows:
+        doc.table(["task", "model", "mean Dice %", "per class", "failed classes"], rows)
+    else:
+        doc.para("No task was checked after training (models trained before this check existed).")
+
+
 def _section_forgetting(doc: _Doc, out: Path, forgetting: dict) -> None:
     doc.section("Forgetting matrix", "Row t: the model after task t (encoder E_t); column j: task j evaluated with E_t "
                 "and task j's own decoder/head on task j's test split. Values below the diagonal show how much of "
@@ -283,6 +299,7 @@ def write_report(ws, reporter=None, evaluate: bool = False, device: str = "auto"
     doc.table(["task", "status", "modality", "train", "test", "labels"], rows)
 
     _section_metrics(doc, ws, metrics)
+    _section_after_training(doc, {name: read_record(ws, name) for name in done})
     _section_forgetting(doc, out, forgetting)
     progress(2, "forgetting")
 

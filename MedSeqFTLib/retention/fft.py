@@ -13,7 +13,8 @@ from .trainer import StageLog, StageSpec, run_stage
 __all__ = ["train_fft"]
 
 
-def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, device) -> StageLog:
+def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, device,
+              deep_supervision: bool = False) -> StageLog:
     """Train every parameter of ``net`` (a ``SegNet`` on ``device``) for ``spec.iterations`` steps.
 
     Args:
@@ -22,6 +23,9 @@ def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, devi
         task_batches: ``factory(seed)`` of task-t patch samplers (image + label).
         reporter: progress and cancel.
         device: the device ``net`` is on.
+        deep_supervision: add auxiliary losses on the decoder's coarser outputs where the
+            decoder supports it (``retention.deep_supervision``; the auxiliary heads are
+            discarded after the stage).
 
     Returns:
         ``StageLog`` with the ``seg`` loss curve.
@@ -29,17 +33,24 @@ def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, devi
     Raises:
         errors.Cancelled: cancel requested (checkpoint written).
     """
+    from .deep_supervision import make_deep_supervision, segmentation_step
+
     loss_fn = segmentation_loss()
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    ds = make_deep_supervision(net, deep_supervision)
+    if ds is not None:
+        ds.to(device)
+        params.update({f"deep_supervision.{n}": p for n, p in ds.named_parameters()})
 
     def make_step(start: int, streams):
         sampler = streams(task_batches, "task-batches")
 
         def step(_: int):
             image, label = to_device(sampler.next_batch(), device)
-            loss = loss_fn(net(image), label)
+            net.check_input(image)
+            loss = segmentation_step(net, net.encoder(image), label, loss_fn, ds)
             return loss, {"seg": float(loss.detach())}
 
         return step
 
-    return run_stage(spec, params, make_step, reporter, device, modules=(net,))
+    return run_stage(spec, params, make_step, reporter, device, modules=(net,) + ((ds,) if ds is not None else ()))

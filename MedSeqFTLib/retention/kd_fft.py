@@ -26,7 +26,8 @@ __all__ = ["train_kd_fft"]
 
 
 def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, buffer_batches: SamplerFactory,
-                 reporter, device, kd_weight: float, scales, seg_weight: float = 1.0, kd_every: int = 1) -> StageLog:
+                 reporter, device, kd_weight: float, scales, seg_weight: float = 1.0, kd_every: int = 1,
+                 deep_supervision: bool = False) -> StageLog:
     """Train ``net`` on task t with distillation of its encoder towards ``teacher`` on buffer patches.
 
     Args:
@@ -44,6 +45,8 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
             tests to show that distillation alone touches only the encoder).
         kd_every: distil on steps with ``step % kd_every == 0`` only (``RetentionConfig.kd_every``);
             the other steps are plain segmentation steps.
+        deep_supervision: auxiliary segmentation losses on the decoder's coarser outputs
+            (``retention.deep_supervision``), as in FFT.
 
     Returns:
         ``StageLog`` with ``seg`` and ``kd`` loss curves.
@@ -61,7 +64,13 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
     use_seg = seg_weight > 0
     if not (use_kd or use_seg):
         raise ValueError("KD-FFT needs a segmentation or a distillation loss (both weights are zero)")
+    from .deep_supervision import make_deep_supervision, segmentation_step
+
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    ds = make_deep_supervision(net, deep_supervision and use_seg)
+    if ds is not None:
+        ds.to(device)
+        params.update({f"deep_supervision.{n}": p for n, p in ds.named_parameters()})
 
     def make_step(start: int, streams):
         task = streams(task_batches, "task-batches") if use_seg else None
@@ -83,7 +92,7 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
                 f_t = net.encoder(x_t) if use_seg else None
                 f_b = net.encoder(x_b) if do_kd else None
             if use_seg:
-                seg = loss_fn(net.head(net.decoder(f_t)), y_t)
+                seg = segmentation_step(net, f_t, y_t, loss_fn, ds)
                 total = total + seg_weight * seg
                 losses["seg"] = float(seg.detach())
             if do_kd:
@@ -96,4 +105,4 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
 
         return step
 
-    return run_stage(spec, params, make_step, reporter, device, modules=(net,))
+    return run_stage(spec, params, make_step, reporter, device, modules=(net,) + ((ds,) if ds is not None else ()))

@@ -214,7 +214,8 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     kd = index > 0 and rc.enabled
     if not kd:
         log = train_fft(net, _spec(ws, cfg, name, "fft", rc.fft, dev, "task-data"),
-                        sampler_factory(cfg, task_cases, rc.fft.batch_size), reporter, dev)
+                        sampler_factory(cfg, task_cases, rc.fft.batch_size), reporter, dev,
+                        deep_supervision=cfg.recipe.deep_supervision)
         stages["fft"] = log.to_dict()
         encoder_t = net.encoder
         strategy = "fft" if index == 0 else "seq_fft"
@@ -229,7 +230,8 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         buffer_batches = sampler_factory(cfg, buffer, rc.kd_batch) if buffer else None
         log = train_kd_fft(net, teacher, _spec(ws, cfg, name, "kd_fft", rc.kd_fft, dev, "task-data"),
                            sampler_factory(cfg, task_cases, rc.kd_fft.batch_size),
-                           buffer_batches, reporter, dev, float(rc.kd_weight), scales, kd_every=int(rc.kd_every))
+                           buffer_batches, reporter, dev, float(rc.kd_weight), scales, kd_every=int(rc.kd_every),
+                           deep_supervision=cfg.recipe.deep_supervision)
         stages["kd_fft"] = {**log.to_dict(), "distilled_scales": scales, "kd_weight": float(rc.kd_weight),
                               "kd_every": int(rc.kd_every)}
         encoder_t = net.encoder
