@@ -22,7 +22,6 @@ files and case *i* of task *t* does not depend on how many tasks or cases were r
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,11 +29,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import InputError
-from ..io.atomic import atomic_write_json, read_json
+from ..io.atomic import atomic_write_json
+from .phantom_scene import Scene, prepare_folder, write_case
 
 __all__ = ["TASKS", "PhantomTask", "generate_phantoms", "render_case", "task_spec", "HU"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # nominal attenuation (HU) of each tissue; a case jitters them a little (contrast timing)
 HU = {
@@ -72,118 +72,6 @@ def task_spec(index: int) -> PhantomTask:
     return TASKS[index % len(TASKS)]
 
 
-# ---------------------------------------------------------------- scanner grid
-
-def _direction(rng: np.random.Generator) -> np.ndarray:
-    """A 3x3 direction matrix (columns = image axes in LPS): plain, flipped, permuted or oblique."""
-    kind = rng.choice(["lps", "ras", "permuted", "oblique"], p=[0.3, 0.3, 0.2, 0.2])
-    base = np.diag([-1.0, -1.0, 1.0]) if kind == "ras" or (kind == "oblique" and rng.random() < 0.5) else np.eye(3)
-    if kind == "permuted":
-        perm = rng.permutation(3)
-        while np.array_equal(perm, [0, 1, 2]):
-            perm = rng.permutation(3)
-        base = np.eye(3)[:, perm] * rng.choice([-1.0, 1.0], size=3)
-    if kind == "oblique":
-        axis = rng.normal(size=3)
-        axis /= np.linalg.norm(axis)
-        angle = np.deg2rad(rng.uniform(5.0, 15.0))
-        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-        rot = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k  # Rodrigues
-        base = rot @ base
-    return base
-
-
-class _Scene:
-    """One case's scanner grid and the (deformed) LPS position of each of its voxels.
-
-    The field of view stays ``size * spacing_mm`` mm per physical axis, so a coarser spacing
-    gives fewer voxels; slices (physical z) are thicker than the in-plane spacing. Shapes are
-    evaluated only inside their bounding box, which keeps a 64^3 case near 0.1 s.
-
-    Attributes:
-        shape: voxels per image axis (X, Y, Z).
-        p: (3, X, Y, Z) float32 positions (mm) at which the anatomy is evaluated.
-        bumps: (X, Y, Z) smooth field of about +-0.1 that makes ellipsoids irregular.
-    """
-
-    def __init__(self, rng: np.random.Generator, size: int, spacing_mm: float):
-        self.rng = rng
-        self.direction = _direction(rng)
-        in_plane = spacing_mm * rng.uniform(0.85, 1.15)
-        slice_mm = spacing_mm * rng.uniform(0.95, 1.5)
-        phys_axis = np.argmax(np.abs(self.direction), axis=0)  # which of x, y, z each image axis follows
-        self.spacing = np.where(phys_axis == 2, slice_mm, in_plane)
-        self.shape = tuple(int(n) for n in np.maximum(8, np.round(size * spacing_mm / self.spacing)))
-        self.step = self.direction * self.spacing  # column i = LPS step along image axis i
-        centre = rng.uniform(-6.0, 6.0, size=3)
-        self.origin = centre - self.step @ ((np.asarray(self.shape) - 1) / 2.0)
-        axes = [np.arange(n, dtype=np.float32) for n in self.shape]
-        p0 = np.empty((3,) + self.shape, dtype=np.float32)
-        for c in range(3):
-            p0[c] = (self.origin[c] + self.step[c, 0] * axes[0][:, None, None]
-                     + self.step[c, 1] * axes[1][None, :, None] + self.step[c, 2] * axes[2][None, None, :])
-        # smooth deformation: the anatomy is evaluated at displaced positions
-        disp = np.stack([self.waves(3, (90, 220), 5.0) for _ in range(3)])
-        self.margin = float(np.abs(disp).max()) + float(self.spacing.max())
-        self.p = p0 + disp
-        self.bumps = self.waves(4, (35, 70), 0.10)
-        self.bump_max = float(np.abs(self.bumps).max())
-
-    def waves(self, n: int, wavelength: tuple, amplitude: float) -> np.ndarray:
-        """Sum of ``n`` random plane waves on the undeformed grid, (X, Y, Z) float32.
-
-        A plane wave is separable over the image axes, exp(i k.p) = exp(i k.o) prod_a
-        exp(i k.step_a idx_a), so it costs one complex product per voxel instead of a sine.
-        """
-        out = np.zeros(self.shape, dtype=np.float32)
-        for _ in range(n):
-            k = self.rng.normal(size=3)
-            k *= 2 * np.pi / (np.linalg.norm(k) * self.rng.uniform(*wavelength))
-            phase = k @ self.origin + self.rng.uniform(0, 2 * np.pi)
-            e = [np.exp(1j * (k @ self.step[:, a]) * np.arange(m)).astype(np.complex64) for a, m in enumerate(self.shape)]
-            plane = (np.complex64(np.exp(1j * phase)) * e[0][:, None] * e[1][None, :])
-            out += (plane[:, :, None] * e[2][None, None, :]).imag
-        return out * np.float32(amplitude / np.sqrt(n))
-
-    def _box(self, centre, radius: float) -> tuple:
-        """Index slices holding every voxel whose position may lie within ``radius`` of ``centre``."""
-        idx = np.linalg.solve(self.step, np.asarray(centre, dtype=np.float64) - self.origin)
-        half = (radius + self.margin) / self.spacing
-        lo = np.clip(np.floor(idx - half), 0, self.shape).astype(int)
-        hi = np.clip(np.ceil(idx + half) + 1, 0, self.shape).astype(int)
-        return tuple(slice(a, b) for a, b in zip(lo, hi))
-
-    def ellipsoid(self, centre, radii, bumpiness: float = 1.0, angle_z: float = 0.0) -> np.ndarray:
-        """(X, Y, Z) mask of a z-rotated ellipsoid whose surface wobbles by ``bumpiness * bumps``."""
-        radii = np.asarray(radii, dtype=np.float32)
-        box = self._box(centre, float(radii.max()) * (1.0 + bumpiness * self.bump_max))
-        mask = np.zeros(self.shape, dtype=bool)
-        p = self.p[(slice(None),) + box]
-        if p.size == 0:
-            return mask
-        d = p - np.asarray(centre, dtype=np.float32).reshape(3, 1, 1, 1)
-        c, s = np.float32(np.cos(angle_z)), np.float32(np.sin(angle_z))
-        x, y = c * d[0] + s * d[1], -s * d[0] + c * d[1]
-        q = (x / radii[0]) ** 2 + (y / radii[1]) ** 2 + (d[2] / radii[2]) ** 2
-        mask[box] = q < (1.0 + np.float32(bumpiness) * self.bumps[box]) ** 2
-        return mask
-
-    def capsule(self, a, b, radius: float) -> np.ndarray:
-        """(X, Y, Z) mask of voxels within ``radius`` mm of the segment a-b (a vessel)."""
-        a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-        ab = b - a
-        box = self._box((a + b) / 2, float(np.linalg.norm(ab)) / 2 + radius)
-        mask = np.zeros(self.shape, dtype=bool)
-        p = self.p[(slice(None),) + box]
-        if p.size == 0:
-            return mask
-        d = p - a.reshape(3, 1, 1, 1)
-        t = np.clip((ab[0] * d[0] + ab[1] * d[1] + ab[2] * d[2]) / float(ab @ ab), 0.0, 1.0)
-        d -= ab.reshape(3, 1, 1, 1) * t[None]
-        mask[box] = (d * d).sum(axis=0) < radius * radius
-        return mask
-
-
 # ---------------------------------------------------------------- one case
 
 def render_case(rng: np.random.Generator, lesion_organ: Optional[str], size: int = 64, spacing_mm: float = 3.0):
@@ -200,7 +88,7 @@ def render_case(rng: np.random.Generator, lesion_organ: Optional[str], size: int
         ``(hu, tissue, geometry)``: ``hu`` int16 and ``tissue`` uint8 arrays in SimpleITK order
         (Z, Y, X), and a dict with ``origin``, ``spacing``, ``direction`` (LPS, row-major).
     """
-    scene = _Scene(rng, size, spacing_mm)
+    scene = Scene(rng, size, spacing_mm)
     ell, cap = scene.ellipsoid, scene.capsule
     jit = lambda mm: rng.uniform(-mm, mm, size=3)  # noqa: E731
     sc = lambda lo=0.85, hi=1.15: rng.uniform(lo, hi)  # noqa: E731
@@ -237,9 +125,13 @@ def render_case(rng: np.random.Generator, lesion_organ: Optional[str], size: int
         inside = np.flatnonzero(organ_mask)
         for _ in range(int(rng.integers(1, 4))):
             centre = scene.p.reshape(3, -1)[:, inside[rng.integers(len(inside))]]
-            radii = rng.uniform(4.0, 11.0) * np.array([sc(0.8, 1.2), sc(0.8, 1.2), sc(0.8, 1.2)])
-            # mostly hypo-dense, sometimes slightly hyper-dense (-35..-15 or +15..+30 HU)
-            delta = rng.uniform(-35, -15) if rng.random() < 0.8 else rng.uniform(15, 30)
+            radii = rng.uniform(8.0, 16.0) * np.array([sc(0.8, 1.2), sc(0.8, 1.2), sc(0.8, 1.2)])
+            # mostly hypo-dense, sometimes hyper-dense (-60..-30 or +30..+50 HU against the organ,
+            # as metastases and renal or pancreatic tumours show in portal-venous CT). Version 1
+            # used -35..-15 / +15..+30 HU and 4-11 mm: at 3 mm voxels and 10-20 HU noise that is a
+            # contrast-to-noise ratio of 0.25-0.9 per voxel on 20-180 voxels, below what any
+            # trainer could learn in the demo's budget (docs/phantoms.md)
+            delta = rng.uniform(-60, -30) if rng.random() < 0.8 else rng.uniform(30, 50)
             paint(ell(centre, radii, 0.0) & organ_mask, organ + "_tumour", hu_case[organ] + delta)
 
     kidneys = np.zeros(scene.shape, dtype=bool)
@@ -311,32 +203,6 @@ def _blur_and_noise(rng, hu, spacing) -> np.ndarray:
 
 # ---------------------------------------------------------------- datasets
 
-def _write_case(hu, label, geometry, image_path: Path, label_path: Optional[Path]) -> None:
-    import SimpleITK as sitk
-
-    from .imageio import write_image
-
-    for arr, path in ((hu, image_path), (label, label_path)):
-        if path is None:
-            continue
-        img = sitk.GetImageFromArray(arr)
-        img.SetOrigin(geometry["origin"])
-        img.SetSpacing(geometry["spacing"])
-        img.SetDirection(geometry["direction"])
-        write_image(img, path)
-
-
-def _prepare_folder(folder: Path) -> None:
-    # regenerate over an earlier phantom dataset, never over someone's real data
-    if not folder.exists():
-        return
-    meta_path = folder / "dataset.json"
-    meta = read_json(meta_path) if meta_path.exists() else None
-    if not (isinstance(meta, dict) and "phantom" in meta):
-        raise InputError(folder, "exists and is not a generated phantom dataset; choose another output folder")
-    shutil.rmtree(folder)
-
-
 def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0, size: int = 64,
                       spacing_mm: float = 3.0, test_cases: int = 2,
                       progress: Optional[Callable[[int, int, str], None]] = None) -> list[Path]:
@@ -376,7 +242,7 @@ def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0,
         round_ = t // len(TASKS)
         name = spec.name if round_ == 0 else f"{spec.name}{round_ + 1}"
         folder = out / f"Dataset{t + 1:03d}_Phantom{name}"
-        _prepare_folder(folder)
+        prepare_folder(folder)
         prefix = name.lower()
         for i in range(cases + test_cases):
             rng = np.random.default_rng([seed, t, i])
@@ -386,10 +252,10 @@ def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0,
                 label = np.zeros_like(tissue)
                 for value, (_, names) in enumerate(spec.labels, start=1):
                     label[np.isin(tissue, [T[n] for n in names])] = value
-                _write_case(hu, label, geometry, folder / "imagesTr" / f"{case_id}_0000.nii.gz",
+                write_case(hu, label, geometry, folder / "imagesTr" / f"{case_id}_0000.nii.gz",
                             folder / "labelsTr" / f"{case_id}.nii.gz")
             else:
-                _write_case(hu, None, geometry, folder / "imagesTs" / f"{case_id}_0000.nii.gz", None)
+                write_case(hu, None, geometry, folder / "imagesTs" / f"{case_id}_0000.nii.gz", None)
             done += 1
             if progress is not None:
                 progress(done, total, f"{folder.name}: {case_id}")
