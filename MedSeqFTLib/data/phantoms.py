@@ -35,6 +35,9 @@ from .phantom_scene import Scene, prepare_folder, write_case
 __all__ = ["TASKS", "PhantomTask", "generate_phantoms", "render_case", "task_spec", "HU"]
 
 GENERATOR_VERSION = 2
+# lesion radius range per organ: about a third of the organ's smallest half-axis at most, so a
+# lesion never replaces most of a thin organ (the pancreas is ~15-25 mm thick)
+LESION_RADIUS_MM = {"liver": (8.0, 16.0), "kidney": (6.0, 12.0), "pancreas": (4.0, 8.0), "spleen": (6.0, 12.0)}
 
 # nominal attenuation (HU) of each tissue; a case jitters them a little (contrast timing)
 HU = {
@@ -125,12 +128,12 @@ def render_case(rng: np.random.Generator, lesion_organ: Optional[str], size: int
         inside = np.flatnonzero(organ_mask)
         for _ in range(int(rng.integers(1, 4))):
             centre = scene.p.reshape(3, -1)[:, inside[rng.integers(len(inside))]]
-            radii = rng.uniform(8.0, 16.0) * np.array([sc(0.8, 1.2), sc(0.8, 1.2), sc(0.8, 1.2)])
+            radii = rng.uniform(*LESION_RADIUS_MM[organ]) * np.array([sc(0.8, 1.2), sc(0.8, 1.2), sc(0.8, 1.2)])
             # mostly hypo-dense, sometimes hyper-dense (-60..-30 or +30..+50 HU against the organ,
             # as metastases and renal or pancreatic tumours show in portal-venous CT). Version 1
             # used -35..-15 / +15..+30 HU and 4-11 mm: at 3 mm voxels and 10-20 HU noise that is a
-            # contrast-to-noise ratio of 0.25-0.9 per voxel on 20-180 voxels, below what any
-            # trainer could learn in the demo's budget (docs/phantoms.md)
+            # contrast-to-noise ratio of 0.25-0.9 per voxel on 20-180 voxels, below what a
+            # trainer learns in the demo's budget (docs/phantoms.md)
             delta = rng.uniform(-60, -30) if rng.random() < 0.8 else rng.uniform(30, 50)
             paint(ell(centre, radii, 0.0) & organ_mask, organ + "_tumour", hu_case[organ] + delta)
 
