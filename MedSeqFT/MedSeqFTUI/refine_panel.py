@@ -9,7 +9,8 @@ from __future__ import annotations
 from .events import format_duration
 from .jobprocess import pid_alive, read_status
 from .qtcompat import get, qt
-from .settings_panel import AdvancedSettings, last_line
+from .settings_panel import AdvancedSettings
+from .workspace_files import last_line
 from .widgets import hbox, section_layout
 from . import workspace_files as wf
 

@@ -5,7 +5,6 @@ a named, coloured segmentation; load the test-case predictions of a task for rev
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List
 
@@ -139,13 +138,9 @@ class ResultsPanel:
             self._check_stale = False
             self.refresh_check()
             return
-        try:
-            doc = json.loads(out) if code == 0 else None
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
-            lines = [ln for ln in err.splitlines() if ln.strip()]
-            self.statusLabel.setText(lines[-1] if lines else f"medseqft status exited with {code}")
+        doc = wf.json_reply(code, out)
+        if doc is None:
+            self.statusLabel.setText(wf.last_line(err) or f"medseqft status exited with {code}")
             return
         rows = training_check_rows(doc)
         fill_table(self.checkTable, rows)

@@ -15,19 +15,14 @@ from typing import List, Optional
 
 from .qtcompat import ctk, get, qt
 from . import workspace_files as wf
+from .workspace_files import json_reply, last_line
 
-__all__ = ["AdvancedSettings", "ALL_TASKS", "settings_rows", "format_value", "last_line"]
+__all__ = ["AdvancedSettings", "ALL_TASKS", "settings_rows", "format_value"]
 
 ALL_TASKS = "all tasks"
 HEADERS = ["key", "value", "source", "reason"]
 OVERRIDES = ("workspace override", "task override")
 ERROR_STYLE = "color: #c62828"
-
-
-def last_line(text: str) -> str:
-    """The last non-empty line of ``text`` (the CLI's one-line error is the last stderr line)."""
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
 
 
 def format_value(value) -> str:
@@ -176,11 +171,8 @@ class AdvancedSettings:
             self._stale = False
             self.refresh()
             return
-        try:
-            doc = json.loads(out) if code == 0 else None
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
+        doc = json_reply(code, out)
+        if doc is None:
             self._say(last_line(err) or f"medseqft plan exited with {code}", error=True)
             return
         self.doc = doc

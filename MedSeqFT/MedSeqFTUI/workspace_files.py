@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import List, Optional
 
 __all__ = [
+    "last_line",
+    "json_reply",
     "read_json_or",
     "is_workspace",
     "read_workspace",
@@ -29,6 +31,21 @@ __all__ = [
     "test_case_predictions",
     "hyper_parameters",
 ]
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of ``text`` (the CLI's one-line error is the last stderr line)."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def json_reply(code: int, out: str):
+    """The JSON object a successful ``--json`` command printed, else ``None``."""
+    try:
+        doc = json.loads(out) if code == 0 else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def read_json_or(path: Path, default=None):

@@ -93,7 +93,7 @@ class WorkspacePanel:
                 self.statusLabel.setText(out.strip().splitlines()[-1] if out.strip() else "workspace created")
                 self.c.open_workspace(folder)
             else:
-                msg = _last_line(err) or f"init failed (exit {code})"
+                msg = wf.last_line(err) or f"init failed (exit {code})"
                 self.statusLabel.setText(msg)
                 self.c.prompts.error(msg)
 
@@ -115,11 +115,6 @@ class WorkspacePanel:
         arch = ((manifest.get("config") or {}).get("arch") or {}).get("name", "?")
         source = (manifest.get("foundation") or {}).get("source", "?")
         self.sequenceLabel.setText(" -> ".join(wf.model_sequence(ws)) + f"   [{arch}; foundation: {Path(str(source)).name}]")
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
 
 
 def _file_name(result) -> str:
