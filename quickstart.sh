@@ -24,6 +24,9 @@ case "$what" in
     # pin the installed torch: nnunetv2 (a test dependency) pulls torchvision, which would otherwise
     # replace a CPU torch with the newest CUDA build
     $VPY -m pip install -q -e ".[test]" "torch==$($VPY -c "import torch; print(torch.__version__.split('+')[0])")"
+    # the torchvision that comes with it (via timm) cannot load next to a CPU torch build and then
+    # breaks transformers' imports (so PEFT); nnU-Net's planner, all the tests use, needs neither
+    $VPY -m pip uninstall -y -q torchvision timm >/dev/null 2>&1 || true
     export QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
     exec $VPY -m pytest -q -p no:cacheprovider --timeout=900 "$@"
     ;;
