@@ -92,8 +92,10 @@ def sliding_window_predict(model, image: np.ndarray, patch_size: Sequence[int], 
     Returns:
         (X, Y, Z) uint8 class indices.
     """
+    import torch
+
     probs = sliding_window_probabilities(model, image, patch_size, device, overlap, sw_batch_size, mirror, amp)
-    return probs.argmax(0).to(dtype=__import__("torch").uint8).cpu().numpy()
+    return probs.argmax(0).to(torch.uint8).cpu().numpy()
 
 
 def postprocess_classes(ws, name: str, cfg) -> list[int]:

@@ -49,9 +49,8 @@ def train_lora_kd(student, target, spec: StageSpec, task_batches: SamplerFactory
 
         def step(_: int):
             image, _ = to_device(sampler.next_batch(), device, need_label=False)
-            with torch.inference_mode():
+            with torch.no_grad():
                 wanted = target(image)
-            wanted = [w.clone() for w in wanted]  # inference tensors cannot enter autograd graphs
             loss = distillation_loss(student(image), wanted, scales)
             return loss, {"lora_kd": float(loss.detach())}
 
