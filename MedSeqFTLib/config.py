@@ -28,6 +28,8 @@ NORMALIZATIONS = ("window", "ct_zscore", "zscore")
 SCHEDULES = ("poly", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 KEEP_LARGEST = ("auto", "on", "off")
+KD_UPDATES = ("independent", "joint")
+LORA_TARGETS = ("auto", "linear", "conv3d", "linear+conv3d")
 
 
 def _check(cond: bool, where: str, problem: str) -> None:
@@ -249,12 +251,26 @@ class RetentionConfig(_Serialisable):
         lora_kd: LoRA-based KD (paper: 5,000 iterations, lr 3e-5).
         lora_rank: LoRA rank r (paper: 2). ``lora_alpha`` defaults to the rank (scale 1).
         enabled: ``False`` turns every task into plain sequential FFT (Seq-FT).
-        lora_stage: ``False`` skips LoRA-KD and merge (E_t = E_{t-mid}): "Seq-FT + buffer KD".
+        lora_stage: ``False`` skips LoRA-KD and merge on every task (E_t = E_{t-mid}): "Seq-FT +
+            buffer KD"; task 1 is then plain FFT.
         kd_batch_size: buffer patches per KD-FFT step; ``None`` = half of ``kd_fft.batch_size``
             (at least 1), which keeps the distillation overhead small.
         kd_every: distil on every n-th KD-FFT step only (1 = every step, the paper's reading);
             n = 4 brings the KD-FFT step-time overhead from +42% to +12% (SwinUNETR-B, 160x160x32,
             batch 2, H100; see docs/benchmarks.md).
+        kd_update: how KD-FFT applies its two losses. ``"independent"`` (the paper: "each
+            updating only its corresponding parameters"): the segmentation loss steps encoder +
+            decoder + head with one AdamW, the distillation loss steps the encoder with a second
+            AdamW of its own (own moments; learning rate ``kd_fft.lr * kd_weight``, since Adam
+            ignores a constant loss weight; no second weight decay). ``"joint"``: one AdamW step
+            on ``seg + kd_weight * kd`` (the earlier behaviour).
+        first_task_lora: task 1 runs FFT from M0, then LoRA-KD of the fine-tuned encoder into
+            M0's encoder and the merge, as every later task (the paper, Sec. III-B), so that
+            E_1 - E_0 is low-rank. Needs ``enabled`` and ``lora_stage``; ``False``: task 1 is
+            plain FFT (E_1 = the fine-tuned encoder).
+        lora_targets: the layers LoRA goes into: ``"auto"`` (the backbone's default: every
+            ``nn.Linear`` of SwinUNETR, as in the paper; every ``nn.Conv3d`` of the small U-Net,
+            which has no Linear), ``"linear"``, ``"conv3d"`` or ``"linear+conv3d"``.
     """
 
     fft: StageConfig = field(default_factory=lambda: StageConfig(25000, 3e-4))
@@ -268,9 +284,19 @@ class RetentionConfig(_Serialisable):
     lora_stage: bool = True
     kd_batch_size: Optional[int] = None
     kd_every: int = 1
+    kd_update: str = "independent"
+    first_task_lora: bool = True
+    lora_targets: str = "auto"
 
     def __post_init__(self):
         _check(int(self.kd_every) >= 1, "retention.kd_every", f"must be >= 1, got {self.kd_every}")
+        _check(self.kd_update in KD_UPDATES, "retention.kd_update",
+               f"must be one of {list(KD_UPDATES)}, got {self.kd_update!r}")
+        _check(self.lora_targets in LORA_TARGETS, "retention.lora_targets",
+               f"must be one of {list(LORA_TARGETS)}, got {self.lora_targets!r}")
+        for name in ("enabled", "lora_stage", "first_task_lora"):
+            _check(isinstance(getattr(self, name), bool), f"retention.{name}",
+                   f"must be true or false, got {getattr(self, name)!r}")
         _check(self.kd_batch_size is None or int(self.kd_batch_size) >= 1, "retention.kd_batch_size",
                f"must be >= 1 or null, got {self.kd_batch_size}")
         _check(float(self.kd_weight) >= 0, "retention.kd_weight", f"must be >= 0, got {self.kd_weight}")
@@ -289,6 +315,10 @@ class RetentionConfig(_Serialisable):
     @property
     def alpha(self) -> float:
         return float(self.lora_alpha) if self.lora_alpha is not None else float(self.lora_rank)
+
+    def lora_on_first_task(self) -> bool:
+        """Whether task 1 runs LoRA-KD + merge after its FFT (``first_task_lora`` with retention and the LoRA stage on)."""
+        return bool(self.enabled and self.lora_stage and self.first_task_lora)
 
 
 @dataclass

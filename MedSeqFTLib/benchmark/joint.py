@@ -8,7 +8,10 @@ and training loop (``retention.trainer.run_stage``: checkpoints, resume, progres
 
 Budget: ``iterations x T`` steps (T tasks), step ``i`` takes one batch of task ``i mod T``
 (round robin), so every task gets as many patches and head updates as in the per-task FFT
-and the total compute equals the parallel FFT's. Each task's model file is then the shared
+and the total compute equals the parallel FFT's. Paired with the other strategies: task t's
+k-th turn takes batch k of the same stream FFT reads at its step k (the task's ``"task-data"``
+seed), and task t's head starts from the same initialisation (``derive_seed(seed, task,
+"init")``; the shared decoder from the first task's). Each task's model file is then the shared
 encoder + shared decoder + its own head (``sequence.task_model.save_task_model``), which
 ``evaluate_workspace`` scores like any other model.
 """
@@ -60,10 +63,13 @@ def train_joint_workspace(ws, reporter=None, device: str = "auto") -> list[str]:
         t0 = time.perf_counter()
         for name in names:
             ws.set_task_status(name, "training")
-        torch.manual_seed(derive_seed(cfg.seed, "joint", "init"))
-        net = build_segnet(cfg.arch, len(ws.labels(names[0])))
-        heads = nn.ModuleList([net.head] + [nn.Conv3d(int(cfg.arch.feature_size), len(ws.labels(n)), 1)
-                                            for n in names[1:]])
+        task_seeds = [int(ws.task_config(n).seed) for n in names]
+        net, heads = None, nn.ModuleList()
+        for name, seed in zip(names, task_seeds):  # each head as the runner initialises the task's network
+            torch.manual_seed(derive_seed(seed, name, "init"))
+            built = build_segnet(cfg.arch, len(ws.labels(name)))
+            net = built if net is None else net  # encoder (from M0) and the shared decoder: the first task's network
+            heads.append(built.head)
         encoder0, _, _ = load_foundation(ws.foundation_path)
         net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
         net.to(dev)
@@ -82,11 +88,16 @@ def train_joint_workspace(ws, reporter=None, device: str = "auto") -> list[str]:
         loss_fn = segmentation_loss()
 
         def make_step(start: int, streams):
-            # each task's stream serves every len(names)-th step; start it where this run resumes
-            sources = [streams(make, f"task-batches-{i}") for i, make in enumerate(samplers)]
+            # task t's stream serves steps t, t + T, ...: at its k-th turn it gives batch k, the batch
+            # FFT of that task draws at step k (same data seed and tag); a resumed run starts each
+            # stream after the turns already taken
+            n_tasks = len(names)
+            sources = [streams(make, "task-batches", start=(start - t + n_tasks - 1) // n_tasks,
+                               data_seed=derive_seed(seed, name, "task-data"))
+                       for t, (make, name, seed) in enumerate(zip(samplers, names, task_seeds))]
 
             def step(i: int):
-                t = i % len(names)
+                t = i % n_tasks
                 image, label = to_device(sources[t].next_batch(), dev)
                 loss = loss_fn(heads[t](net.decoder(net.encoder(image))), label)
                 return loss, {"seg": float(loss.detach())}

@@ -2,7 +2,8 @@
 
 The product has no such mode, so this is the smallest extension on top of its pieces: the
 network comes from ``models.registry.build_segnet`` with M0's encoder, LoRA from
-``retention.merge.add_lora`` (every Linear / Conv3d, the same injection K&G RFT uses), and the
+``retention.merge.add_lora`` (the layers ``retention.lora_targets`` selects, the same injection
+K&G RFT uses: every Linear of SwinUNETR, every Conv3d of the small U-Net), and the
 training loop is the product's FFT stage (``retention.fft.train_fft`` trains exactly the
 parameters that require a gradient: LoRA + decoder + head, or decoder + head). The LoRA is
 then merged (``retention.merge.merge_lora``) and the model is written with the product's
@@ -49,7 +50,7 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
     from ..errors import InputError
     from ..jobs.reporter import NullReporter
     from ..models.foundation import load_foundation
-    from ..models.registry import build_segnet
+    from ..models.registry import build_segnet, lora_target_kinds
     from ..retention.fft import train_fft
     from ..retention.merge import add_lora, lora_parameters, merge_lora
     from ..retention.trainer import derive_seed
@@ -75,7 +76,8 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
             net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
             if mode == "lora":
                 torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
-                add_lora(net.encoder, int(rank), float(rank))  # freezes every non-LoRA encoder weight
+                kinds = lora_target_kinds(cfg.arch, cfg.retention.lora_targets)
+                add_lora(net.encoder, int(rank), float(rank), kinds=kinds)  # freezes every non-LoRA encoder weight
                 n_adapter = int(sum(p.numel() for p in lora_parameters(net.encoder).values()))
             else:
                 for p in net.encoder.parameters():

@@ -13,14 +13,17 @@ name            kind        what it is (paper Table III name)
 tfs             parallel    train from scratch: one workspace per task whose "foundation"
                             has randomly initialised weights (same architecture)
 fft             parallel    full fine-tuning of M0, one workspace per task (FFT)
-lora_r2         peft        M0's encoder frozen + LoRA r=2 in every Linear/Conv3d, new
-                            decoder + head trained; one workspace per task
+lora_r2         peft        M0's encoder frozen + LoRA r=2 in the K&G RFT LoRA targets
+                            (``retention.lora_targets``: every Linear of SwinUNETR, every
+                            Conv3d of the small U-Net), new decoder + head trained; one
+                            workspace per task
 lora_r8         peft        the same with r=8
 head_only       peft        M0's encoder frozen; decoder + 1x1x1 head trained
 seq_ft          sequential  every task FFT from M_{t-1}, no buffer (Seq-FT)
 seq_random      sequential  KD-FFT with a random buffer, no LoRA stage (Seq-FT + Random)
 seq_mds         sequential  KD-FFT with an MDS buffer, no LoRA stage (Seq-FT + MDS)
-seq_kg          sequential  full K&G RFT (KD-FFT + LoRA-KD + merge), random buffer (Seq-FT + K&G)
+seq_kg          sequential  full K&G RFT (KD-FFT + LoRA-KD + merge; task 1 FFT + LoRA-KD +
+                            merge), random buffer (Seq-FT + K&G)
 medseqft        sequential  MDS buffer + full K&G RFT (MedSeqFT)
 joint           joint       all tasks at once: shared encoder + decoder, one head per task
 transfer        transfer    FFT on an unseen task from M0 and from MedSeqFT's final model
@@ -29,6 +32,16 @@ transfer        transfer    FFT on an unseen task from M0 and from MedSeqFT's fi
 "Head" in our architecture is the task's 1x1x1 ``Conv3d`` (``SegNet.head``); the decoder is
 task-specific too (every task gets a new one in the parallel strategies; sequential ones start
 it from M_{t-1}'s), so "head-only" trains decoder + head, as the issue asks.
+
+Only the sequential strategies with the LoRA stage (``seq_kg``, ``medseqft``) run LoRA-KD +
+merge after task 1 (``retention.first_task_lora``); every other strategy's task 1, and every
+parallel task, is plain FFT (``configure``).
+
+**Paired streams.** For one seed, every strategy trains task t on the same patch stream (the
+``"task-data"`` seed of ``sequence.stage_setup``, read at the same index on the same step; joint
+training reads task t's stream at its k-th turn) and starts task t's head (and deep-supervision
+heads) from the same initialisation (``derive_seed(seed, task, "init")``). A difference between
+two strategies is then the method, not the draw (``Testing/benchmark/test_paired_streams.py``).
 """
 
 from __future__ import annotations
@@ -130,7 +143,9 @@ def configure(cfg, strategy: Strategy, settings, seed: int):
     stage = StageConfig(int(s.iterations), float(s.lr), int(s.batch_size))
     retention = cfg.retention.replace(
         fft=stage, kd_fft=stage, lora_kd=StageConfig(int(s.lora_iterations), float(s.lora_lr), int(s.batch_size)),
-        kd_weight=float(s.kd_weight), enabled=bool(strategy.enabled), lora_stage=bool(strategy.lora_stage))
+        kd_weight=float(s.kd_weight), enabled=bool(strategy.enabled), lora_stage=bool(strategy.lora_stage),
+        # LoRA-KD + merge after task 1 belongs to K&G RFT only: parallel FFT / TFS / transfer stay plain FFT
+        first_task_lora=bool(strategy.sequential and strategy.enabled and strategy.lora_stage))
     # a strategy that never reads its buffer still gets one from the runner: random costs nothing
     selection = SelectionConfig(method=strategy.selection, k=int(s.buffer_k), runs=int(s.mds_runs),
                                 views_per_batch=min(8, int(s.mds_runs)), pretext=cfg.selection.pretext)

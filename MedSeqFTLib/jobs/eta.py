@@ -6,6 +6,10 @@ durations times the steps left in it. When the caller announced the remaining st
 stage of the same name (``kd_fft`` of task 3 is timed like ``kd_fft`` of task 2) or, before
 any such stage ran, with the current stage's step time.
 
+The runner announces every training stage still to come (``sequence.runner.stage_plan``),
+including task 1's LoRA-KD stage (``retention.first_task_lora``); the merge is not announced
+(one step, no measurable rate).
+
 Only time between two consecutive progress reports of the same stage counts, so the gap
 before the first step (data loading, model building) and a resumed stage's earlier steps
 do not distort the rate.

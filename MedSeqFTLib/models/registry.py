@@ -1,8 +1,9 @@
 """Build backbones, segmentation networks and SSL heads from an ``ArchConfig``.
 
 Backbones are listed in an explicit table (no folder scanning). Each backbone module
-provides ``build_parts(arch) -> (encoder, decoder)``, ``out_channels(feature_size)`` and
-``SIZE_DIVISOR``; the decoder always ends with ``arch.feature_size`` channels.
+provides ``build_parts(arch) -> (encoder, decoder)``, ``out_channels(feature_size)``,
+``SIZE_DIVISOR`` and ``LORA_TARGETS`` (the layer kinds LoRA goes into by default); the decoder
+always ends with ``arch.feature_size`` channels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from ..config import ArchConfig
 from ..errors import InputError
 
 __all__ = ["BACKBONES", "build_encoder", "build_decoder", "build_segnet", "build_ssl_head", "encoder_out_channels",
-           "lora_target_modules", "size_divisor"]
+           "lora_target_modules", "lora_target_kinds", "size_divisor", "LORA_KINDS"]
+
+# layer kind -> the torch class LoRA wraps (``retention.lora_targets`` names a "+"-joined subset)
+LORA_KINDS = ("linear", "conv3d")
 
 
 def _small_unet() -> ModuleType:
@@ -91,13 +95,46 @@ def size_divisor(arch: ArchConfig) -> int:
     return int(_backbone(arch).SIZE_DIVISOR)
 
 
-def lora_target_modules(encoder) -> list[str]:
-    """Full names of every ``nn.Linear`` and ``nn.Conv3d`` inside ``encoder`` (module order).
+def lora_target_kinds(arch: ArchConfig, setting: str = "auto") -> tuple[str, ...]:
+    """The layer kinds (``LORA_KINDS``) LoRA goes into for ``retention.lora_targets == setting``.
+
+    ``"auto"`` is the backbone's own default (``LORA_TARGETS`` of its module: ``("linear",)`` for
+    SwinUNETR, the paper's "every linear layer"; ``("conv3d",)`` for the small U-Net, which has
+    no Linear layer); otherwise the ``"+"``-joined kinds of ``setting``.
+
+    Raises:
+        InputError: an unknown kind.
+    """
+    if setting == "auto":
+        return tuple(_backbone(arch).LORA_TARGETS)
+    kinds = tuple(k for k in str(setting).split("+") if k)
+    bad = [k for k in kinds if k not in LORA_KINDS]
+    if bad or not kinds:
+        raise InputError("retention.lora_targets", f"unknown layer kind(s) {bad or [setting]}; choose from "
+                                                   f"{list(LORA_KINDS)} joined by '+', or 'auto'")
+    return kinds
+
+
+def lora_target_modules(encoder, kinds=LORA_KINDS) -> list[str]:
+    """Full names of every layer of the given ``kinds`` inside ``encoder`` (module order).
+
+    Args:
+        encoder: any ``nn.Module``.
+        kinds: subset of ``LORA_KINDS`` (``"linear"``: ``nn.Linear``; ``"conv3d"``: ``nn.Conv3d``);
+            default both.
 
     Names are relative to ``encoder``; pass them to PEFT's ``LoraConfig(target_modules=...)``
-    (a list means exact-name matching). Includes 1x1x1 convolutions, which PEFT 0.21.2 cannot
-    merge: callers that merge must handle those.
+    (a list means exact-name matching). Conv3d targets include 1x1x1 convolutions, which PEFT
+    0.21.2 cannot merge: callers that merge must handle those.
+
+    Raises:
+        ValueError: an unknown kind.
     """
     from torch import nn
 
-    return [name for name, mod in encoder.named_modules() if isinstance(mod, (nn.Linear, nn.Conv3d)) and name]
+    classes = {"linear": nn.Linear, "conv3d": nn.Conv3d}
+    bad = [k for k in kinds if k not in classes]
+    if bad:
+        raise ValueError(f"unknown LoRA layer kind(s) {bad}; choose from {list(classes)}")
+    wanted = tuple(classes[k] for k in kinds)
+    return [name for name, mod in encoder.named_modules() if isinstance(mod, wanted) and name]

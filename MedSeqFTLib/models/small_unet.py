@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SmallUNetEncoder", "SmallUNetDecoder", "build_encoder", "build_decoder", "build_parts", "out_channels", "SIZE_DIVISOR"]
+__all__ = ["SmallUNetEncoder", "SmallUNetDecoder", "build_encoder", "build_decoder", "build_parts", "out_channels", "SIZE_DIVISOR", "LORA_TARGETS"]
 
 _MULT = (1, 2, 4, 8)
 _STRIDES = (1, 2, 2, 2)
 SIZE_DIVISOR = 8  # three stride-2 levels
+LORA_TARGETS = ("conv3d",)  # a CNN without Linear layers: LoRA goes into every Conv3d
 
 
 def out_channels(feature_size: int) -> list[int]:

@@ -20,9 +20,12 @@ from monai.networks.nets.swin_unetr import PatchMergingV2
 from torch import nn
 
 __all__ = ["LEGACY_ORDER", "LegacyPatchMerging", "SwinEncoder", "SwinDecoder", "build_swinunetr", "split_swinunetr", "build_parts",
-           "out_channels", "SIZE_DIVISOR"]
+           "out_channels", "SIZE_DIVISOR", "LORA_TARGETS"]
 
 SIZE_DIVISOR = 32  # patch embedding (2) followed by four 2x merges: 2**5
+# LoRA goes into every nn.Linear (the 36 Swin linears), the paper's "every linear layer";
+# retention.lora_targets "linear+conv3d" adds the patch embedding and the UNETR-block convolutions
+LORA_TARGETS = ("linear",)
 
 # (d, h, w) offsets of the 8 sub-grids in the concatenation order of MONAI < 1.5
 LEGACY_ORDER = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 0), (0, 0, 1), (1, 1, 1))

@@ -15,7 +15,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DeepSupervision", "make_deep_supervision", "segmentation_step"]
+__all__ = ["DeepSupervision", "make_deep_supervision", "aux_head_seed", "segmentation_step"]
 
 
 class DeepSupervision(nn.Module):
@@ -30,11 +30,28 @@ class DeepSupervision(nn.Module):
         self.weights = [v / total for v in w]
 
 
-def make_deep_supervision(net, enabled: bool) -> Optional[DeepSupervision]:
-    """``DeepSupervision`` for ``net``'s decoder and head, or ``None`` (disabled, or a decoder without scales)."""
+def make_deep_supervision(net, enabled: bool, seed: Optional[int] = None) -> Optional[DeepSupervision]:
+    """``DeepSupervision`` for ``net``'s decoder and head, or ``None`` (disabled, or a decoder without scales).
+
+    ``seed``: initialise the auxiliary heads from this seed without touching the global RNG (so
+    every strategy that trains a task starts them alike); ``None`` = from the global RNG.
+    """
     if not enabled or not hasattr(net.decoder, "scale_channels"):
         return None
-    return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels))
+    if seed is None:
+        return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels))
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels))
+
+
+def aux_head_seed(spec) -> int:
+    """Seed of a stage's auxiliary heads: from its data seed, shared by the stages that draw the same task patches."""
+    from .trainer import derive_seed
+
+    return derive_seed(spec.data_seed if spec.data_seed is not None else spec.seed, "deep-supervision")
 
 
 def segmentation_step(net, feats, label, loss_fn, ds: Optional[DeepSupervision] = None):

@@ -33,11 +33,11 @@ def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, devi
     Raises:
         errors.Cancelled: cancel requested (checkpoint written).
     """
-    from .deep_supervision import make_deep_supervision, segmentation_step
+    from .deep_supervision import aux_head_seed, make_deep_supervision, segmentation_step
 
     loss_fn = segmentation_loss()
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
-    ds = make_deep_supervision(net, deep_supervision)
+    ds = make_deep_supervision(net, deep_supervision, seed=aux_head_seed(spec))
     if ds is not None:
         ds.to(device)
         params.update({f"deep_supervision.{n}": p for n, p in ds.named_parameters()})

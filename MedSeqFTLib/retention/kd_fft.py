@@ -2,32 +2,40 @@
 
 Per step, with task patches (x_t, y_t) and buffer patches x_b (earlier tasks' MDS buffers):
 
-* one encoder forward on ``cat([x_t, x_b])`` (instance/layer norm are per sample, so this
-  equals two separate forwards and saves a kernel launch per layer);
-* ``seg = DiceCE(head(decoder(E(x_t))), y_t)``;
+* ``seg = DiceCE(head(decoder(E(x_t))), y_t)`` (plus deep supervision where configured);
 * ``kd = mean over distilled scales of MSE(E(x_b)_s, E_{t-1}(x_b)_s)`` with the frozen
-  teacher under ``no_grad``;
-* one backward of ``seg_weight * seg + kd_weight * kd``, one AdamW step (``run_stage``).
+  teacher under ``no_grad`` (only on steps with ``step % kd_every == 0``).
 
-Gradient routing: ``kd`` is a function of the encoder parameters only (the decoder and head
-are not in its graph, the teacher is frozen), so its gradient lands only on the encoder;
-``seg``'s gradient lands on encoder, decoder and head. By linearity of differentiation the
-single backward gives exactly the gradients of two separate backward passes accumulated into
-the same ``.grad`` buffers, at the cost of one. See docs/method.md.
+Two ways to apply them (``RetentionConfig.kd_update``):
+
+* ``"independent"`` (default, the paper: "both losses are computed independently to avoid
+  optimization conflicts, with each updating only its corresponding parameters"): two AdamW
+  optimisers (``retention.optimizers``). ``seg`` is back-propagated on its own and steps
+  encoder + decoder + head; ``kd`` is back-propagated on its own and steps only the encoder,
+  with its own Adam moments. Adam is invariant to a constant loss factor, so ``kd_weight``
+  scales the KD optimiser's *learning rate* (``kd_fft.lr * kd_weight``); the KD optimiser has no
+  weight decay (the encoder decays once per step, in the segmentation optimiser). The two
+  encoder forwards run separately, so each backward covers only its own samples.
+* ``"joint"``: one encoder forward on ``cat([x_t, x_b])`` (instance/layer norm are per sample,
+  so this equals two forwards), one backward of ``seg_weight * seg + kd_weight * kd`` and one
+  AdamW step. ``kd``'s gradient lands only on the encoder (decoder and head are not in its
+  graph), so this sums the two losses' encoder gradients into one Adam state. See docs/method.md.
 """
 
 from __future__ import annotations
 
 from .batches import SamplerFactory, to_device
 from .losses import distillation_loss, segmentation_loss
-from .trainer import StageLog, StageSpec, run_stage
+from .trainer import OptimizerSpec, StageLog, StageSpec, run_stage
 
-__all__ = ["train_kd_fft"]
+__all__ = ["train_kd_fft", "KD_UPDATES"]
+
+KD_UPDATES = ("independent", "joint")
 
 
 def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, buffer_batches: SamplerFactory,
                  reporter, device, kd_weight: float, scales, seg_weight: float = 1.0, kd_every: int = 1,
-                 deep_supervision: bool = False) -> StageLog:
+                 deep_supervision: bool = False, update: str = "independent") -> StageLog:
     """Train ``net`` on task t with distillation of its encoder towards ``teacher`` on buffer patches.
 
     Args:
@@ -39,23 +47,29 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
             when there is no buffer (then this is plain FFT).
         reporter: progress and cancel.
         device: where ``net`` and ``teacher`` live.
-        kd_weight: weight of the distillation loss (``RetentionConfig.kd_weight``).
+        kd_weight: strength of the distillation (``RetentionConfig.kd_weight``): the KD
+            optimiser's learning-rate factor with ``update="independent"``, the loss weight with
+            ``"joint"``; 0 turns distillation off.
         scales: encoder output indices to distil (``losses.resolve_scales``).
         seg_weight: weight of the segmentation loss; 0 skips the decoder entirely (used by the
             tests to show that distillation alone touches only the encoder).
         kd_every: distil on steps with ``step % kd_every == 0`` only (``RetentionConfig.kd_every``);
-            the other steps are plain segmentation steps.
+            the other steps are plain segmentation steps (the KD optimiser does not step).
         deep_supervision: auxiliary segmentation losses on the decoder's coarser outputs
             (``retention.deep_supervision``), as in FFT.
+        update: ``"independent"`` or ``"joint"`` (``RetentionConfig.kd_update``, module docstring).
 
     Returns:
-        ``StageLog`` with ``seg`` and ``kd`` loss curves.
+        ``StageLog`` with ``seg`` and ``kd`` loss curves and ``kd_update`` / ``kd_lr`` in its extras.
 
     Raises:
+        ValueError: both weights are zero, or an unknown ``update``.
         errors.Cancelled: cancel requested (checkpoint written).
     """
     import torch
 
+    if update not in KD_UPDATES:
+        raise ValueError(f"update must be one of {list(KD_UPDATES)}, got {update!r}")
     loss_fn = segmentation_loss()
     teacher.eval()
     for p in teacher.parameters():
@@ -64,26 +78,53 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
     use_seg = seg_weight > 0
     if not (use_kd or use_seg):
         raise ValueError("KD-FFT needs a segmentation or a distillation loss (both weights are zero)")
-    from .deep_supervision import make_deep_supervision, segmentation_step
+    independent = update == "independent" and use_kd
+    from .deep_supervision import aux_head_seed, make_deep_supervision, segmentation_step
 
-    params = {n: p for n, p in net.named_parameters() if p.requires_grad}
-    ds = make_deep_supervision(net, deep_supervision and use_seg)
+    params = {n: p for n, p in net.named_parameters() if p.requires_grad and (use_seg or n.startswith("encoder."))}
+    ds = make_deep_supervision(net, deep_supervision and use_seg, seed=aux_head_seed(spec))
     if ds is not None:
         ds.to(device)
         params.update({f"deep_supervision.{n}": p for n, p in ds.named_parameters()})
+    optimizers = None
+    if independent:
+        encoder = tuple(n for n in params if n.startswith("encoder."))
+        optimizers = {"kd": OptimizerSpec(encoder, lr_scale=float(kd_weight), weight_decay=0.0)}
+        if use_seg:
+            optimizers = {"seg": OptimizerSpec(tuple(params)), **optimizers}  # seg steps first
+
+    every = max(1, int(kd_every)) if use_seg else 1
 
     def make_step(start: int, streams):
         task = streams(task_batches, "task-batches") if use_seg else None
-        buffer = streams(buffer_batches, "buffer-batches") if use_kd else None
+        # the buffer stream is read on distillation steps only: a resumed stage continues it after
+        # the ceil(start / every) batches the steps before ``start`` took
+        buffer = streams(buffer_batches, "buffer-batches", start=-(-start // every)) if use_kd else None
+
+        def distil(f_b, x_b):
+            with torch.no_grad():
+                target = teacher(x_b)
+            return distillation_loss(f_b, target, scales)
 
         def step(index: int):
-            losses, total = {}, 0.0
+            losses = {}
             x_t = y_t = x_b = None
             if use_seg:
                 x_t, y_t = to_device(task.next_batch(), device)
-            do_kd = use_kd and (index % max(1, int(kd_every)) == 0 or not use_seg)
+            do_kd = use_kd and index % every == 0
             if do_kd:
                 x_b, _ = to_device(buffer.next_batch(), device, need_label=False)
+            if independent:
+                out = {}  # kd first: its (smaller) graph is kept while seg's backward runs last
+                if do_kd:
+                    out["kd"] = kd = distil(net.encoder(x_b), x_b)
+                    losses["kd"] = float(kd.detach())
+                if use_seg:
+                    seg = segmentation_step(net, net.encoder(x_t), y_t, loss_fn, ds)
+                    out["seg"] = seg_weight * seg
+                    losses["seg"] = float(seg.detach())
+                return out, losses
+            total = 0.0
             if use_seg and do_kd and x_t.shape[1:] == x_b.shape[1:]:
                 feats = net.encoder(torch.cat([x_t, x_b]))
                 n = x_t.shape[0]
@@ -96,13 +137,15 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
                 total = total + seg_weight * seg
                 losses["seg"] = float(seg.detach())
             if do_kd:
-                with torch.no_grad():
-                    target = teacher(x_b)
-                kd = distillation_loss(f_b, target, scales)
+                kd = distil(f_b, x_b)
                 total = total + kd_weight * kd
                 losses["kd"] = float(kd.detach())
             return total, losses
 
         return step
 
-    return run_stage(spec, params, make_step, reporter, device, modules=(net,) + ((ds,) if ds is not None else ()))
+    log = run_stage(spec, params, make_step, reporter, device, modules=(net,) + ((ds,) if ds is not None else ()),
+                    optimizers=optimizers)
+    log.extra.update({"kd_update": update if use_kd else "none",
+                      "kd_lr": float(spec.lr) * float(kd_weight) if independent else None})
+    return log

@@ -1,9 +1,10 @@
 """LoRA-based distillation: E_{t-1} + LoRA learns to reproduce E_{t-mid} on task-t data.
 
-E_{t-1} (the student's frozen base) and E_{t-mid} (the KD-FFT encoder, frozen target) stay
-fixed; only the rank-r LoRA weights in every Linear / Conv3d of the student are trained, with
-the MSE between the two encoders' outputs over the distilled scales. ``merge.merge_lora``
-then folds the LoRA into E_{t-1}'s weights to give E_t.
+E_{t-1} (the student's frozen base; E_0 = M0's encoder for task 1) and E_{t-mid} (the
+KD-FFT encoder, or task 1's FFT encoder: the frozen target) stay fixed; only the rank-r LoRA
+weights of the student (in the layers ``retention.lora_targets`` selects) are trained, with the
+MSE between the two encoders' outputs over the distilled scales. ``merge.merge_lora`` then
+folds the LoRA into E_{t-1}'s weights to give E_t.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """LoRA injection into an encoder and merging it back: W' = W + scale * B A.
 
-``add_lora`` puts PEFT LoRA layers (rank r, ``lora_alpha``) into every ``nn.Linear`` and
-``nn.Conv3d`` of an encoder (``models.registry.lora_target_modules``) and freezes everything
-else. ``merge_lora`` folds each adapter into its base weight and puts the plain base layers
-back, so the result has exactly the original parameter names and shapes.
+``add_lora`` puts PEFT LoRA layers (rank r, ``lora_alpha``) into every layer of the chosen
+kinds of an encoder (``nn.Linear`` and/or ``nn.Conv3d``: ``models.registry.lora_target_modules``;
+K&G RFT takes the kinds from ``retention.lora_targets`` via ``registry.lora_target_kinds``:
+every Linear of SwinUNETR, every Conv3d of the small U-Net) and freezes everything else.
+``merge_lora`` folds each adapter into its base weight and puts the plain base layers back, so
+the result has exactly the original parameter names and shapes.
 
 PEFT 0.21.2 cannot merge LoRA on a Conv3d whose kernel starts with 1x1 (e.g. the 1x1x1
 residual projections of MONAI's ``UnetResBlock``): ``_ConvNd.get_delta_weight`` takes its
@@ -14,36 +16,39 @@ delta ourselves; every other layer goes through PEFT's own ``merge``.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 __all__ = ["add_lora", "merge_lora", "lora_parameters", "needs_own_merge", "own_delta_weight"]
 
 ADAPTER = "default"
 
 
-def add_lora(encoder, rank: int, alpha: float, targets: Optional[list] = None):
+def add_lora(encoder, rank: int, alpha: float, targets: Optional[list] = None,
+             kinds: Sequence[str] = ("linear", "conv3d")):
     """Inject LoRA (PEFT) into ``encoder`` in place and make only the LoRA weights trainable.
 
     Args:
         encoder: a plain ``nn.Module`` (the encoder E_{t-1}, already a copy: it is modified).
         rank: LoRA rank r.
         alpha: ``lora_alpha``; the adapter output is scaled by ``alpha / rank``.
-        targets: full module names to wrap; default every Linear and Conv3d.
+        targets: full module names to wrap; default every layer of ``kinds``.
+        kinds: layer kinds wrapped when ``targets`` is ``None`` (``"linear"``, ``"conv3d"``;
+            ``models.registry.lora_target_kinds`` gives a backbone's setting).
 
     Returns:
         The same module object, now holding ``lora_A``/``lora_B`` weights (B starts at zero,
         so the output is unchanged until training).
 
     Raises:
-        ValueError: ``encoder`` has no Linear or Conv3d layer.
+        ValueError: ``encoder`` has no layer of ``kinds`` (or ``targets`` is empty).
     """
     from peft import LoraConfig, inject_adapter_in_model
 
     from ..models.registry import lora_target_modules
 
-    targets = list(targets) if targets is not None else lora_target_modules(encoder)
+    targets = list(targets) if targets is not None else lora_target_modules(encoder, tuple(kinds))
     if not targets:
-        raise ValueError("encoder has no Linear or Conv3d layer to put LoRA into")
+        raise ValueError(f"encoder has no layer of kind(s) {list(kinds)} to put LoRA into")
     cfg = LoraConfig(target_modules=targets, r=int(rank), lora_alpha=float(alpha), lora_dropout=0.0, bias="none")
     encoder = inject_adapter_in_model(cfg, encoder, adapter_name=ADAPTER)
     for name, p in encoder.named_parameters():

@@ -46,11 +46,16 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
-    def backward(self, loss) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+    def backward(self, loss, retain_graph: bool = False) -> None:
+        """Back-propagate ``loss`` (scaled with fp16); ``retain_graph`` for a second loss on a shared graph."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward(retain_graph=retain_graph)
 
-    def step(self, optimizer, params, grad_clip: float) -> None:
-        """Unscale (fp16), clip the gradient norm to ``grad_clip`` (0: no clipping), step."""
+    def step(self, optimizer, params, grad_clip: float, update: bool = True) -> None:
+        """Unscale (fp16), clip the gradient norm to ``grad_clip`` (0: no clipping), step.
+
+        ``update=False`` leaves the scaler's scale as it is: a stage with several optimisers
+        steps each of them, then calls ``update()`` once (PyTorch's multi-optimiser recipe).
+        """
         import torch
 
         if self.scaler is not None:
@@ -59,9 +64,15 @@ class Precision:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], float(grad_clip))
         if self.scaler is not None:
             self.scaler.step(optimizer)
-            self.scaler.update()
+            if update:
+                self.scaler.update()
         else:
             optimizer.step()
+
+    def update(self) -> None:
+        """Adjust the fp16 loss scale after every optimiser of an iteration stepped (no-op otherwise)."""
+        if self.scaler is not None:
+            self.scaler.update()
 
     def state_dict(self) -> dict:
         return self.scaler.state_dict() if self.scaler is not None else {}

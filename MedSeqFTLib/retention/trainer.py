@@ -7,9 +7,11 @@ autocast on CUDA (``retention.precision``), and batches come from indexed stream
 
 A stage owns a folder ``WS/tasks/<task>/stages/<stage>/``:
 
-* ``checkpoint.pt`` while it runs: trainable tensors, optimizer state, step and RNG state
-  (a dict of tensors, numbers and lists: ``torch.load(weights_only=True)`` reads it), written
-  atomically every ``checkpoint_every_s`` seconds, on cancel and at the end;
+* ``checkpoint.pt`` while it runs: trainable tensors, the state of every optimiser of the
+  stage (``"optimizer"``, or ``"optimizers": {name: state}`` for a stage with several, see
+  ``retention.optimizers``), the fp16 loss scaler, step and RNG state (a dict of tensors,
+  numbers and lists: ``torch.load(weights_only=True)`` reads it), written atomically every
+  ``checkpoint_every_s`` seconds, on cancel and at the end;
 * ``result.safetensors`` once it finished: the trained tensors (the checkpoint is then removed);
 * ``state.json``: ``{"stage", "task", "step", "total", "done", "time_s", "peak_memory_bytes",
   "memory_kind", "losses": {name: [[step, mean], ...]}, "runs"}`` (written with each checkpoint).
@@ -30,8 +32,10 @@ from typing import Callable, Mapping, Optional
 
 from ..errors import Cancelled
 from ..io.atomic import atomic_write_json, atomic_write_with, read_json
+from .optimizers import OptimizerSpec, StageOptimizers
 
-__all__ = ["StageSpec", "StageLog", "LossCurve", "MemoryMeter", "run_stage", "derive_seed", "stage_state"]
+__all__ = ["StageSpec", "StageLog", "LossCurve", "MemoryMeter", "run_stage", "derive_seed", "stage_state",
+           "OptimizerSpec"]
 
 CURVE_POINTS = 200  # loss curves are kept as at most ~this many window means
 
@@ -124,8 +128,10 @@ class StageSpec:
         checkpoint_every_s: seconds between periodic checkpoints.
         seed: the stage seed (``derive_seed(config seed, task, stage)``).
         recipe: learning-rate schedule, clipping, AMP; ``None`` = constant lr, no clipping, fp32.
-        data_seed: seed of the stage's batch streams (default ``seed``); stages that share it
-            draw identical task patches (FFT and KD-FFT of the same task, for paired comparisons).
+        data_seed: seed of the stage's batch streams and of its auxiliary (deep-supervision)
+            heads (default ``seed``); stages that share it draw identical task patches and
+            auxiliary heads (FFT, KD-FFT and the benchmark's baselines of the same task, for
+            paired comparisons).
         workers: loader worker processes per stream (0: batches built in the training process).
     """
 
@@ -168,11 +174,13 @@ def stage_state(folder: Path) -> Optional[dict]:
 
 
 def _save_checkpoint(folder: Path, params: Mapping, optimizer, step: int, device, precision) -> None:
+    """``optimizer``: the stage's ``StageOptimizers`` (or one plain torch optimizer)."""
     import torch
 
+    opt_state = optimizer.state_payload() if isinstance(optimizer, StageOptimizers) else {"optimizer": optimizer.state_dict()}
     payload = {
         "params": {k: p.detach().cpu().clone() for k, p in params.items()},
-        "optimizer": optimizer.state_dict(),
+        **opt_state,
         "step": int(step),
         "rng_cpu": torch.get_rng_state(),
         "scaler": precision.state_dict(),
@@ -195,7 +203,10 @@ def _load_checkpoint(folder: Path, params: Mapping, optimizer, device, precision
     if not isinstance(payload, dict) or not isinstance(payload.get("params"), dict):
         raise InputError(path, f"not a stage checkpoint (no 'params'); delete {folder} to restart this stage")
     _copy_checked(payload["params"], params, path, folder)
-    optimizer.load_state_dict(payload["optimizer"])
+    if isinstance(optimizer, StageOptimizers):
+        optimizer.load_payload(payload, path, folder)
+    else:
+        optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng_cpu"])
     precision.load_state_dict(payload.get("scaler") or {})
     if "rng_cuda" in payload and getattr(device, "type", "") == "cuda":
@@ -241,16 +252,21 @@ class _Streams:
     def __init__(self, spec: StageSpec, start: int, device) -> None:
         self.spec, self.start, self.device, self.open = spec, int(start), device, []
 
-    def __call__(self, factory, tag: str):
-        """``BatchStream`` of ``factory(seed)`` from the stage's start step; ``tag`` names the stream."""
+    def __call__(self, factory, tag: str, start: Optional[int] = None, data_seed: Optional[int] = None):
+        """``BatchStream`` of ``factory(seed)``; ``tag`` names the stream.
+
+        ``start``: first batch index (default the stage's start step; a stream read only on some
+        steps starts where those steps left it). ``data_seed``: seed instead of the stage's.
+        """
         from .batches import BatchStream
 
         spec = self.spec
-        base = spec.data_seed if spec.data_seed is not None else spec.seed
+        start = self.start if start is None else int(start)
+        base = data_seed if data_seed is not None else spec.data_seed if spec.data_seed is not None else spec.seed
         source = factory(derive_seed(base, tag))
         if not callable(getattr(source, "batch_at", None)):  # an in-order toy source: a fresh seed per (re)start
-            source = factory(derive_seed(spec.seed, tag, self.start))
-        stream = BatchStream(source, self.start, int(spec.workers), pin_memory=getattr(self.device, "type", "") == "cuda")
+            source = factory(derive_seed(spec.seed, tag, start))
+        stream = BatchStream(source, start, int(spec.workers), pin_memory=getattr(self.device, "type", "") == "cuda")
         self.open.append(stream)
         return stream
 
@@ -260,19 +276,24 @@ class _Streams:
         self.open = []
 
 
-def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, device, modules=()) -> StageLog:
+def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, device, modules=(),
+              optimizers: Optional[Mapping[str, OptimizerSpec]] = None) -> StageLog:
     """Train ``params`` with AdamW, or load the stage's result if it already finished.
 
     Args:
         spec: the stage's folder, length, optimizer settings and recipe.
-        params: ``{name: Parameter}`` the optimizer updates (and the checkpoint stores).
+        params: ``{name: Parameter}`` the optimizer(s) update (and the checkpoint stores).
         make_step: ``make_step(start_step, streams)`` returns ``step_fn(step) -> (loss, {name: float})``;
-            ``step_fn`` computes the total loss (a scalar tensor, run under autocast); the loop
-            zeroes gradients, back-propagates, clips and steps the optimizer. ``streams(factory,
-            tag)`` opens a batch stream that starts at ``start_step``.
+            ``step_fn`` computes the loss under autocast: a scalar tensor, or with ``optimizers``
+            ``{optimiser name: scalar}`` (a name left out does not step); the loop zeroes
+            gradients, back-propagates, clips and steps (``retention.optimizers``).
+            ``streams(factory, tag, start=None, data_seed=None)`` opens a batch stream that
+            starts at ``start_step`` (or ``start``), seeded from the stage's data seed (or ``data_seed``).
         reporter: progress / cancel (``jobs.reporter.Reporter``).
         device: torch device the parameters live on.
         modules: modules to put in train mode for the stage.
+        optimizers: ``{name: OptimizerSpec}`` for a stage with several optimisers (each with
+            its own AdamW state, all checkpointed); ``None`` = one AdamW over ``params``.
 
     Returns:
         The ``StageLog`` (accumulated over resumed runs).
@@ -297,7 +318,7 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
     precision = Precision(recipe.amp, device)
     for m in modules:
         m.train()
-    optimizer = torch.optim.AdamW(list(params.values()), lr=spec.lr, weight_decay=spec.weight_decay)
+    optimizer = StageOptimizers(params, spec.lr, spec.weight_decay, optimizers)
     total = int(spec.iterations)
     start = 0
     resumed = (folder / "checkpoint.pt").exists()
@@ -328,17 +349,14 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
     streams = _Streams(spec, start, device)
     step_fn = make_step(start, streams)
     step = start
-    trained = list(params.values())
     try:
         while step < total:
-            lr = float(spec.lr) * recipe.lr_factor(step, total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.set_lr(float(spec.lr) * recipe.lr_factor(step, total))
+            optimizer.zero_grad()
             with precision.autocast():
                 loss, losses = step_fn(step)
-            precision.backward(loss)
-            precision.step(optimizer, trained, float(recipe.grad_clip))
+            optimizer.backward_and_step(loss, precision, float(recipe.grad_clip))
+            del loss  # a graph kept for a second backward is freed here, not during the next forward
             step += 1
             curve.add(step, losses)
             if step % 16 == 0:

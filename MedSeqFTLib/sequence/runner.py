@@ -1,10 +1,13 @@
 """The refinement sequence: for every pending task in order, buffer selection then K&G RFT.
 
-Task 1 (index 0): FFT of M0's encoder with a new decoder and head. Task t > 1 with
+Task 1 (index 0): FFT of M0's encoder with a new decoder and head -> E_{1-mid}; then, as in
+the paper (Sec. III-B), LoRA-KD (E_0 + LoRA -> E_{1-mid}) and merge -> E_1, so E_1 - E_0 is
+low-rank (``retention.first_task_lora = False``: E_1 = E_{1-mid}, plain FFT). Task t > 1 with
 ``retention.enabled``: KD-FFT (E, decoder from M_{t-1}, new head, distillation to E_{t-1} on
 the union of earlier buffers) -> E_{t-mid}; LoRA-KD (E_{t-1} + LoRA -> E_{t-mid}) and merge
--> E_t (skipped with ``retention.lora_stage = False``: E_t = E_{t-mid}). With
-``retention.enabled = False`` every task is FFT from M_{t-1} (plain sequential fine-tuning).
+-> E_t. ``retention.lora_stage = False`` skips LoRA-KD and merge on every task (E_t = E_{t-mid}).
+With ``retention.enabled = False`` every task is FFT from M_{t-1} (plain sequential fine-tuning).
+Both M_{t-mid} and M_t are scored on the task's test split right after training (``validation``).
 
 Resumability: each stage checkpoints into ``WS/tasks/<name>/stages/<stage>/`` (see
 ``retention.trainer``); a finished stage is loaded, not redone; a finished task (status
@@ -97,9 +100,12 @@ def stage_plan(ws, index: int, name: str) -> list[tuple[str, str, int]]:
     """``(stage, task, iterations)`` of the training stages task ``index`` will run (for the ETA)."""
     rc = ws.task_config(name).retention
     if index == 0 or not rc.enabled:
-        return [("fft", name, int(rc.fft.iterations))]
-    plan = [("kd_fft", name, int(rc.kd_fft.iterations))]
-    if rc.lora_stage:
+        plan = [("fft", name, int(rc.fft.iterations))]
+        lora = index == 0 and rc.lora_on_first_task()
+    else:
+        plan = [("kd_fft", name, int(rc.kd_fft.iterations))]
+        lora = rc.lora_stage
+    if lora:
         plan.append(("lora_kd", name, int(rc.lora_kd.iterations)))
     return plan
 
@@ -161,12 +167,10 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     import torch
 
     from ..models.foundation import load_foundation
-    from ..models.registry import build_segnet, encoder_out_channels
+    from ..models.registry import build_encoder, build_segnet, encoder_out_channels
     from ..retention.fft import train_fft
     from ..retention.kd_fft import train_kd_fft
-    from ..retention.lora_kd import train_lora_kd
     from ..retention.losses import resolve_scales
-    from ..retention.merge import add_lora, lora_parameters, merge_lora
     from ..retention.trainer import derive_seed
     from ..selection.manifest import manifest_path
     from ..models.segnet import SegNet
@@ -178,6 +182,10 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     cfg = ws.task_config(name)
     rc = cfg.retention
     _check_patch(cfg)
+    kd = index > 0 and rc.enabled
+    wants_lora = rc.lora_stage if kd else (index == 0 and rc.lora_on_first_task())
+    # the layers LoRA-KD will adapt: a setting that selects none is refused before any work
+    lora_targets = _lora_targets(cfg, build_encoder(cfg.arch)) if wants_lora else None
     if not manifest_path(ws.task_dir(name)).is_file():
         from ..selection.mds import select_task
 
@@ -202,6 +210,8 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         net.decoder.load_state_dict(dec_state, strict=True)
         lineage = {"from": f"M{index} ({prev})", "from_file": f"tasks/{prev}/model/{ENCODER_FILE}",
                    "from_sha256": file_sha256(model_dir(ws.task_dir(prev)) / ENCODER_FILE)}
+    # E_{t-1}: the frozen KD teacher and the base LoRA-KD puts its adapters into (kept on the CPU until needed)
+    e_prev = copy.deepcopy(net.encoder) if (kd or wants_lora) else None
     net.to(dev)
 
     pp = cfg.preprocess
@@ -211,17 +221,15 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     ws.set_task_status(name, "training")  # only now: the checks above leave the workspace as it was
     reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
     stages, record_extra, checks = {}, {}, {}
-    kd = index > 0 and rc.enabled
+    scales = resolve_scales(len(encoder_out_channels(cfg.arch)), rc.distil_scales)
     if not kd:
         log = train_fft(net, _spec(ws, cfg, name, "fft", rc.fft, dev, "task-data"),
                         sampler_factory(cfg, task_cases, rc.fft.batch_size), reporter, dev,
                         deep_supervision=cfg.recipe.deep_supervision)
         stages["fft"] = log.to_dict()
-        encoder_t = net.encoder
         strategy = "fft" if index == 0 else "seq_fft"
     else:
-        teacher = copy.deepcopy(net.encoder)  # E_{t-1}, frozen
-        scales = resolve_scales(len(encoder_out_channels(cfg.arch)), rc.distil_scales)
+        teacher = e_prev.to(dev)  # E_{t-1}, frozen
         buffer, buffer_ids = _buffer_cases(ws, earlier)
         record_extra["buffer"] = {"tasks": buffer_ids, "cases": len(buffer), "batch": rc.kd_batch}
         if not buffer:
@@ -231,26 +239,16 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         log = train_kd_fft(net, teacher, _spec(ws, cfg, name, "kd_fft", rc.kd_fft, dev, "task-data"),
                            sampler_factory(cfg, task_cases, rc.kd_fft.batch_size),
                            buffer_batches, reporter, dev, float(rc.kd_weight), scales, kd_every=int(rc.kd_every),
-                           deep_supervision=cfg.recipe.deep_supervision)
+                           deep_supervision=cfg.recipe.deep_supervision, update=rc.kd_update)
         stages["kd_fft"] = {**log.to_dict(), "distilled_scales": scales, "kd_weight": float(rc.kd_weight),
-                              "kd_every": int(rc.kd_every)}
-        encoder_t = net.encoder
+                            "kd_every": int(rc.kd_every)}
         strategy = "kd_fft"
-        if rc.lora_stage:
-            checks["M_mid"] = check_model(ws, name, net, dev, reporter, which=f"M{index + 1}-mid")
-            torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
-            student = add_lora(teacher, int(rc.lora_rank), rc.alpha).to(dev)
-            n_lora = count_params_of(lora_parameters(student))
-            log = train_lora_kd(student, net.encoder, _spec(ws, cfg, name, "lora_kd", rc.lora_kd, dev),
-                                sampler_factory(cfg, task_cases, rc.lora_kd.batch_size), reporter, dev, scales)
-            stages["lora_kd"] = {**log.to_dict(), "rank": int(rc.lora_rank), "alpha": rc.alpha, "lora_params": n_lora}
-            t0 = time.perf_counter()
-            reporter.progress("merge", name, 0, 1)
-            encoder_t = merge_lora(student)
-            reporter.progress("merge", name, 1, 1)
-            stages["merge"] = {"time_s": round(time.perf_counter() - t0, 3), "iterations": 1}
-            record_extra["n_params"] = {"lora": n_lora}
-            strategy = "kd_fft+lora_kd+merge"
+    encoder_t = net.encoder
+    if wants_lora:
+        checks["M_mid"] = check_model(ws, name, net, dev, reporter, which=f"M{index + 1}-mid")
+        encoder_t = _lora_kd_and_merge(ws, cfg, name, e_prev, net.encoder, lora_targets, task_cases, scales, dev,
+                                       reporter, stages, record_extra)
+        strategy += "+lora_kd+merge"
 
     final = SegNet(encoder_t.to(dev), net.decoder, net.head, net.size_divisor)
     postprocess = decide_postprocessing(ws, name, final, dev, cfg)
@@ -271,6 +269,55 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     ws.set_task_status(name, "done")
     _drop_stage_tensors(ws.task_dir(name) / "stages")
     reporter.log(f"{name}: M{index + 1} written to {model_dir(ws.task_dir(name))}", task=name)
+
+
+def _lora_targets(cfg, encoder) -> list[str]:
+    """The encoder layers LoRA goes into (``retention.lora_targets``, resolved for the backbone).
+
+    Raises:
+        InputError: the setting selects no layer of this backbone (``linear`` on the small U-Net).
+    """
+    from ..models.registry import lora_target_kinds, lora_target_modules
+
+    kinds = lora_target_kinds(cfg.arch, cfg.retention.lora_targets)
+    targets = lora_target_modules(encoder, kinds)
+    if not targets:
+        raise InputError("retention.lora_targets", f"{cfg.retention.lora_targets!r} selects no layer of the "
+                                                   f"{cfg.arch.name} encoder (it has no {' or '.join(kinds)} layer); "
+                                                   "use 'auto'")
+    return targets
+
+
+def _lora_kd_and_merge(ws, cfg, name, e_prev, e_mid, targets, task_cases, scales, dev, reporter, stages, record_extra):
+    """LoRA-KD (E_{t-1} + LoRA in ``targets`` learns E_{t-mid} on task data) and the merge; returns E_t.
+
+    ``e_prev`` becomes the student (modified in place); ``e_mid`` stays frozen. Fills
+    ``stages["lora_kd"]``, ``stages["merge"]`` and ``record_extra["n_params"]``.
+    """
+    import torch
+
+    from ..models.registry import lora_target_kinds
+    from ..retention.lora_kd import train_lora_kd
+    from ..retention.merge import add_lora, lora_parameters, merge_lora
+    from ..retention.trainer import derive_seed
+    from .stage_setup import sampler_factory
+
+    rc = cfg.retention
+    kinds = lora_target_kinds(cfg.arch, rc.lora_targets)
+    torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
+    student = add_lora(e_prev, int(rc.lora_rank), rc.alpha, targets=targets).to(dev)
+    n_lora = count_params_of(lora_parameters(student))
+    log = train_lora_kd(student, e_mid, _spec(ws, cfg, name, "lora_kd", rc.lora_kd, dev),
+                        sampler_factory(cfg, task_cases, rc.lora_kd.batch_size), reporter, dev, scales)
+    stages["lora_kd"] = {**log.to_dict(), "rank": int(rc.lora_rank), "alpha": rc.alpha, "lora_params": n_lora,
+                         "targets": "+".join(kinds), "lora_layers": len(targets)}
+    t0 = time.perf_counter()
+    reporter.progress("merge", name, 0, 1)
+    encoder_t = merge_lora(student)
+    reporter.progress("merge", name, 1, 1)
+    stages["merge"] = {"time_s": round(time.perf_counter() - t0, 3), "iterations": 1}
+    record_extra["n_params"] = {"lora": n_lora}
+    return encoder_t
 
 
 def count_params_of(params: dict) -> int:

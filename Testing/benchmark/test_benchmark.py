@@ -196,6 +196,10 @@ def test_strategy_parsing_and_configuration():
         assert cfg.retention.fft.iterations == cfg.retention.kd_fft.iterations == s.iterations
         assert cfg.retention.lora_kd.iterations == s.lora_iterations and cfg.selection.k == s.buffer_k
         assert cfg.preprocess.patch_size == (s.patch_size,) * 3 and cfg.seed == 5
+        # task 1 gets LoRA-KD + merge only in the strategies with the K&G LoRA stage
+        assert cfg.retention.lora_on_first_task() == (name in ("seq_kg", "medseqft"))
+    for name in ("tfs", "fft", "transfer"):  # FFT baselines stay plain FFT on their (only) task
+        assert not configure(preset("cpu_demo"), STRATEGIES[name], s, 5).retention.lora_on_first_task()
     with pytest.raises(InputError, match="iterations"):
         bench_preset("cpu", iterations=0)
 

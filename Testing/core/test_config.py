@@ -29,10 +29,26 @@ def test_paper_defaults():
     ({"preprocess": {"spacing": [1, 1]}}, "spacing: needs 3 positive numbers"),
     ({"selection": {"method": "best"}}, "must be 'mds' or 'random'"),
     ({"sedd": 1}, r"unknown WorkspaceConfig key\(s\) \['sedd'\]"),
+    ({"retention": {"kd_update": "both"}}, r"kd_update: must be one of \['independent', 'joint'\]"),
+    ({"retention": {"lora_targets": "conv"}}, "lora_targets: must be one of"),
+    ({"retention": {"first_task_lora": "yes"}}, "first_task_lora: must be true or false"),
 ])
 def test_invalid_config_is_refused_with_a_clear_message(bad, match):
     with pytest.raises(InputError, match=match):
         WorkspaceConfig.from_dict(bad)
+
+
+def test_paper_faithful_retention_defaults():
+    r = RetentionConfig()
+    assert (r.kd_update, r.first_task_lora, r.lora_targets) == ("independent", True, "auto")
+    assert r.lora_on_first_task()
+    assert not r.replace(first_task_lora=False).lora_on_first_task()
+    assert not r.replace(lora_stage=False).lora_on_first_task() and not r.replace(enabled=False).lora_on_first_task()
+    # a workspace.json written before these switches existed reads with the defaults
+    old = RetentionConfig().to_dict()
+    for key in ("kd_update", "first_task_lora", "lora_targets"):
+        del old[key]
+    assert RetentionConfig.from_dict(old) == RetentionConfig()
 
 
 def test_buffer_size_default_is_a_fifth_of_training_cases():

@@ -103,3 +103,30 @@ def test_own_merge_handles_1x1x1_conv3d():
 def test_add_lora_refuses_module_without_targets():
     with pytest.raises(ValueError):
         add_lora(nn.Sequential(nn.ReLU()), rank=2, alpha=2.0)
+
+
+def test_lora_targets_default_per_backbone():
+    """``retention.lora_targets = "auto"``: every Linear of SwinUNETR (the paper), every Conv3d of the small U-Net."""
+    from MedSeqFTLib.errors import InputError
+    from MedSeqFTLib.models.registry import lora_target_kinds
+
+    swin, unet = ArchConfig("swin_unetr", feature_size=12), ArchConfig("small_unet", feature_size=4)
+    assert lora_target_kinds(swin) == ("linear",) and lora_target_kinds(unet) == ("conv3d",)
+    assert lora_target_kinds(swin, "linear+conv3d") == ("linear", "conv3d")
+    with pytest.raises(InputError, match="lora_targets"):
+        lora_target_kinds(swin, "linear+conv2d")
+    with pytest.raises(ValueError, match="kind"):
+        lora_target_modules(nn.Linear(2, 2), ("attention",))
+
+    encoder = build_encoder(swin)
+    lora = add_lora(copy.deepcopy(encoder), rank=2, alpha=2.0, kinds=lora_target_kinds(swin))
+    wrapped = {n.rsplit(".lora_A", 1)[0] for n in lora_parameters(lora) if ".lora_A" in n}
+    linears = {n for n, m in encoder.named_modules() if isinstance(m, nn.Linear)}
+    assert wrapped == linears and len(linears) == 36  # no Conv3d (patch embedding, UNETR blocks) adapted
+    merged = merge_lora(lora)
+    assert {k: v.shape for k, v in merged.state_dict().items()} == {k: v.shape for k, v in encoder.state_dict().items()}
+
+    unet_encoder = build_encoder(unet)
+    assert lora_target_modules(unet_encoder, ("linear",)) == []  # the runner refuses "linear" for it
+    with pytest.raises(ValueError, match="linear"):
+        add_lora(unet_encoder, rank=2, alpha=2.0, kinds=("linear",))

@@ -79,7 +79,8 @@ def test_kd_only_updates_only_the_encoder_and_pulls_it_to_the_teacher(tmp_path):
 
 
 def test_kd_fft_gradient_routing_matches_two_separate_backward_passes():
-    """One backward of seg + w*kd == seg's gradients on decoder/head, seg + w*kd on the encoder."""
+    """``kd_update="joint"``: one backward of seg + w*kd == seg's gradients on decoder/head, seg + w*kd
+    on the encoder (the default "independent" update: test_kd_independent.py)."""
     from MedSeqFTLib.retention.losses import segmentation_loss
 
     net = _net()

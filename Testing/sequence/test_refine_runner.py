@@ -50,15 +50,17 @@ def _files(folder):
 
 
 class Recorder(NullReporter):
-    """Records (stage, step) progress; asks to cancel at ``cancel_at`` = (stage, step)."""
+    """Records (stage, task, step) progress; asks to cancel at ``cancel_at`` = (stage, task index, step)."""
 
     def __init__(self, cancel_at=None):
         super().__init__()
-        self.cancel_at, self.seen = cancel_at, []
+        self.cancel_at, self.seen, self.tasks = cancel_at, [], []
 
     def progress(self, stage, task, step, total, losses=None, message=None):
         self.seen.append((stage, task, step))
-        if (stage, step) == self.cancel_at:
+        if task not in self.tasks:
+            self.tasks.append(task)
+        if self.cancel_at is not None and (stage, self.tasks.index(task), step) == self.cancel_at:
             self.request_cancel()
 
 
@@ -68,7 +70,8 @@ def test_two_task_refine_writes_models_with_lineage(ws_dir):
     rep = Recorder()
     assert refine_workspace(ws, rep, device="cpu") == [first, second]
     stages_seen = [(s, t) for s, t, _ in rep.seen if s != "select"]
-    assert sorted(set(stages_seen)) == sorted({("fft", first), ("kd_fft", second), ("lora_kd", second), ("merge", second)})
+    assert sorted(set(stages_seen)) == sorted({("fft", first), ("lora_kd", first), ("merge", first),
+                                               ("kd_fft", second), ("lora_kd", second), ("merge", second)})
 
     ws = Workspace.open(ws_dir)
     from MedSeqFTLib.models.checkpoint import load_safetensors
@@ -100,7 +103,14 @@ def test_two_task_refine_writes_models_with_lineage(ws_dir):
 
     r1, r2 = records[first], records[second]
     assert r1["lineage"]["from"] == "M0" and r1["lineage"]["from_sha256"] == _sha(ws.foundation_path)
-    assert r1["strategy"] == "fft" and set(r1["stages"]) == {"fft"}
+    # task 1 as in the paper: FFT, then LoRA-KD into M0's encoder and the merge
+    assert r1["strategy"] == "fft+lora_kd+merge" and set(r1["stages"]) == {"fft", "lora_kd", "merge"}
+    assert r1["stages"]["lora_kd"]["targets"] == "conv3d" and r1["n_params"]["lora"] > 0
+    assert r2["stages"]["kd_fft"]["kd_update"] == "independent"
+    _assert_low_rank_update(ws, ws.task_dir(first) / "model" / "encoder.safetensors", rank=2)
+    for rec, index in ((r1, 1), (r2, 2)):  # M_{t-mid} and the merged M_t were both scored right after training
+        if rec["validation"]:
+            assert [v["model"] for v in rec["validation"].values()] == [f"M{index}-mid", f"M{index}"]
     assert r2["lineage"]["from"] == f"M1 ({first})"
     assert r2["lineage"]["from_sha256"] == r1["lineage"]["encoder_sha256"]
     assert r2["strategy"] == "kd_fft+lora_kd+merge" and set(r2["stages"]) == {"kd_fft", "lora_kd", "merge"}
@@ -121,11 +131,57 @@ def test_two_task_refine_writes_models_with_lineage(ws_dir):
     assert _files(ws_dir / "tasks") == before
 
 
+def _assert_low_rank_update(ws, encoder_file, rank):
+    """E_1 - E_0: rank <= r in every LoRA-targeted weight (reshaped to C_out x rest), bit-equal elsewhere."""
+    from MedSeqFTLib.models.checkpoint import load_safetensors
+    from MedSeqFTLib.models.registry import build_encoder, lora_target_kinds, lora_target_modules
+
+    e0 = {k[len("encoder."):]: v for k, v in load_safetensors(ws.foundation_path)[0].items() if k.startswith("encoder.")}
+    e1, _ = load_safetensors(encoder_file)
+    arch = ws.config.arch
+    targets = {f"{name}.weight" for name in lora_target_modules(build_encoder(arch), lora_target_kinds(arch, "auto"))}
+    assert targets and targets <= set(e0) and set(e1) == set(e0)
+    ranks = {}
+    for key in e0:
+        delta = (e1[key].double() - e0[key].double())
+        if key in targets:
+            # W + BA is rounded to float32: singular values of that rounding noise stay below
+            # sqrt(numel) * eps32 * max|W| (a 4x margin); the LoRA directions are orders above it
+            noise = 4 * delta.numel() ** 0.5 * torch.finfo(torch.float32).eps * float(e0[key].abs().max())
+            ranks[key] = int(torch.linalg.matrix_rank(delta.reshape(delta.shape[0], -1), atol=noise, rtol=0.0))
+            assert ranks[key] <= rank, (key, ranks[key])
+        else:
+            assert torch.equal(e1[key], e0[key]), f"{key} changed but carries no LoRA"
+    assert max(ranks.values()) == rank  # LoRA-KD really moved E_1 away from E_0
+
+
+def test_first_task_lora_off_gives_plain_fft(ws_dir):
+    """``medseqft plan --set retention.first_task_lora=false``: task 1 is FFT only (E_1 = the FFT encoder)."""
+    assert main(["plan", str(ws_dir), "--set", "retention.first_task_lora=false"]) == 0
+    ws = Workspace.open(ws_dir)
+    first, second = ws.task_names()
+    assert ws.task_config(first).retention.first_task_lora is False
+    with pytest.raises(Cancelled):  # task 2 is not needed here
+        refine_workspace(ws, Recorder(cancel_at=("kd_fft", 1, 1)), device="cpu")
+    rec = json.loads((ws_dir / "tasks" / first / "model" / "record.json").read_text())
+    assert rec["strategy"] == "fft" and set(rec["stages"]) == {"fft"}
+    assert main(["plan", str(ws_dir), "--set", "retention.first_task_lora=maybe"]) == 2
+
+
+def test_lora_targets_the_backbone_lacks_are_refused_before_training(ws_dir, capsys):
+    assert main(["plan", str(ws_dir), "--set", "retention.lora_targets=linear"]) == 0
+    capsys.readouterr()
+    assert main(["refine", str(ws_dir), "--device", "cpu"]) == 2
+    assert "retention.lora_targets" in capsys.readouterr().err
+    ws = Workspace.open(ws_dir)
+    assert not (ws.task_dir(ws.task_names()[0]) / "stages").exists()
+
+
 def test_cancel_between_stages_then_resume(ws_dir, template, tmp_path):
     ws = Workspace.open(ws_dir)
     first, second = ws.task_names()
     with pytest.raises(Cancelled):
-        refine_workspace(ws, Recorder(cancel_at=("lora_kd", 3)), device="cpu")
+        refine_workspace(ws, Recorder(cancel_at=("lora_kd", 1, 3)), device="cpu")
     ws = Workspace.open(ws_dir)
     assert ws.task(first)["status"] == "done" and ws.task(second)["status"] == "training"
     stages = ws.task_dir(second) / "stages"
@@ -158,7 +214,7 @@ def test_resume_continues_without_redoing_finished_stages(ws_dir):
     ws = Workspace.open(ws_dir)
     _, second = ws.task_names()
     with pytest.raises(Cancelled):
-        refine_workspace(ws, Recorder(cancel_at=("lora_kd", 3)), device="cpu")
+        refine_workspace(ws, Recorder(cancel_at=("lora_kd", 1, 3)), device="cpu")
     rep = Recorder()
     assert refine_workspace(Workspace.open(ws_dir), rep, device="cpu", resume=True) == [second]
     assert [(s, step) for s, _, step in rep.seen if s == "lora_kd"] == [("lora_kd", i) for i in range(4, 11)]
