@@ -32,7 +32,8 @@ def run(args, reporter) -> int:
     if report is not None:
         print(report)
     f = ws.manifest["foundation"]
+    head = f"SSL pretext {f['ssl_pretext']}" if f.get("ssl_pretext") else "no SSL head: MDS needs --fit-ssl-head or --random"
     print(f"workspace {ws.root}: foundation {f['source']} ({ws.config.arch.name}, feature size "
-          f"{ws.config.arch.feature_size}, SSL pretext {f.get('ssl_pretext')})")
+          f"{ws.config.arch.feature_size}, {head})")
     print(f"next: medseqft add-task {ws.root} DATASET")
     return 0

@@ -7,11 +7,14 @@ a pickle that wants to build arbitrary objects is refused, never executed.
 Key layouts understood by ``map_to_encoder`` (after unwrapping ``state_dict``/``net``/
 ``model``/``student`` and stripping ``module.``/``backbone.``, ``swin_vit`` -> ``swinViT``):
 
-* VoCo: ``swinViT.*``, ``encoder1..4.*``, ``encoder10.*`` (+ ``student.*``/``teacher.*``
-  heads, reported as unexpected);
+* VoCo: ``swinViT.*``, ``encoder1..4.*``, ``encoder10.*`` (+ the ``student.*``/``teacher.*``
+  SSL head, see below);
 * MONAI ``model_swinvit.pt``: ``patch_embed.*``, ``layers{1..4}.0.blocks.{0,1}.*`` with
   ``mlp.fc1/fc2``, ``layers{n}.0.downsample.*`` (what ``SwinUNETR.load_from`` maps);
 * our own encoder state dicts, with or without the ``encoder.`` prefix.
+
+SSL heads in foreign files (VoCo's ``student.*``/``teacher.*``, MONAI SSL's ``rotation_head.*``
+...) are recognised by ``ssl_import.find_ssl_head``.
 
 Only tensors whose mapped name *and* shape match are copied; the ``MappingReport`` says what
 was loaded, missing, unexpected or of the wrong shape.
@@ -239,7 +242,9 @@ def import_foundation(path: str | Path, arch: ArchConfig | None = None, min_frac
 
     Returns:
         (encoder_state, ssl_head_state or None, metadata, report). ``encoder_state`` has
-        encoder-relative names; ``metadata`` has ``kind``, ``arch``, ``ssl_pretext``, ``source``.
+        encoder-relative names; ``metadata`` has ``kind``, ``arch``, ``ssl_pretext``, ``source``;
+        a foreign file with a published SSL head (``ssl_import``) also gives ``ssl_options``,
+        ``patch_size`` and ``ssl_head_origin``, and its head keys are not counted as unexpected.
 
     Raises:
         InputError: unreadable/unsafe file, arch conflicting with the file's, or fewer than
@@ -262,10 +267,18 @@ def import_foundation(path: str | Path, arch: ArchConfig | None = None, min_frac
         head_state = _split_prefix(tensors, "ssl_head.") or None
         metadata = dict(metadata)
     else:
+        from .ssl_import import find_ssl_head
+
         state = normalise_keys(tensors)
         if arch is None:
             arch = _guess_swin_arch(state, path)
         metadata = {"kind": "foreign", "arch": arch.to_dict(), "ssl_pretext": None}
+        found = find_ssl_head(state, arch, path)
+        if found is not None:  # a published SSL head (VoCo, MONAI SSL): kept for MDS
+            head_state = found.state
+            state = {k: v for k, v in state.items() if k not in set(found.keys)}
+            metadata.update(ssl_pretext=found.pretext, ssl_options=found.options, patch_size=list(found.patch_size),
+                            ssl_head_origin=found.layout)
     metadata["source"] = str(path)
     mapped, report = map_to_encoder(state, arch)
     if report.fraction < float(min_fraction):

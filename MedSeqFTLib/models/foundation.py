@@ -3,8 +3,13 @@
 Tensor names: ``encoder.<encoder key>`` and ``ssl_head.<head key>``. Metadata (JSON under
 the safetensors key ``"medseqft"``)::
 
-    {"kind": "foundation", "arch": ArchConfig.to_dict(), "ssl_pretext": "masked" | "voco" | null,
-     "preprocess": {...}, "source_sha256": "...", "created": unix seconds, ...}
+    {"kind": "foundation", "arch": ArchConfig.to_dict(), "ssl_pretext": "masked" | "voco" | "voco_v2" |
+     "monai_ssl" | null, "preprocess": {...}, "source_sha256": "...", "created": unix seconds, ...}
+
+Optional keys: ``ssl_options`` (pretext settings that shape the head, e.g. MONAI SSL's
+``{"upsample": "vae"}``), ``patch_size`` (the input size the head was trained on) and
+``ssl_head_origin`` (the published layout an imported head came from). ``ssl_pretext: null``
+means "no SSL head": MDS then refuses unless told how to get one (see ``selection.ssl_head``).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ def save_foundation(path: str | Path, encoder, ssl_head, metadata: dict) -> Path
         path: destination ``.safetensors`` file.
         encoder: the encoder module (its ``state_dict`` is stored under ``encoder.``).
         ssl_head: SSL head module or ``None`` (e.g. an imported VoCo encoder without our head).
-        metadata: must contain ``arch`` (dict) and ``ssl_pretext`` (name or None when no head);
+        metadata: must contain ``arch`` (dict) and ``ssl_pretext`` (name or None when no head),
+            plus ``ssl_options`` when the head was built with non-default pretext settings;
             ``kind`` and ``created`` are filled in.
 
     Raises:
@@ -71,7 +77,8 @@ def load_foundation(path: str | Path):
     Raises:
         InputError: not our foundation file, unknown arch, or tensors that do not fit the arch.
     """
-    from .registry import build_encoder, build_ssl_head
+    from .registry import build_encoder
+    from .ssl import get_pretext
 
     path = Path(path)
     tensors, metadata = load_safetensors(path)
@@ -83,7 +90,7 @@ def load_foundation(path: str | Path):
     ssl_head = None
     head_state = {k[9:]: v for k, v in tensors.items() if k.startswith("ssl_head.")}
     if metadata.get("ssl_pretext"):
-        ssl_head = build_ssl_head(arch, metadata["ssl_pretext"])
+        ssl_head = get_pretext(metadata["ssl_pretext"], metadata.get("ssl_options")).build_head(arch)
         _load_strict(ssl_head, head_state, path, "ssl_head")
         ssl_head.eval()
     return encoder.eval(), ssl_head, metadata

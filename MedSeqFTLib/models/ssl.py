@@ -5,9 +5,11 @@ one batched forward pass over ``B * n_views`` views (that is what makes MDS affo
 paper averages 1000 runs per case). Every random draw goes through the caller's
 ``torch.Generator``, so a score is reproducible from a seed and no global RNG is touched.
 
-Pretexts (see ``ssl_masked`` and ``ssl_voco``):
+Pretexts (see ``ssl_masked``, ``ssl_voco``, ``ssl_voco_v2`` and ``ssl_monai``):
     ``"masked"``: masked-volume reconstruction (random cube masks, L1 on masked voxels).
-    ``"voco"``: VoCo position contrast (overlap prediction between random crops and base cubes).
+    ``"voco"``: VoCo position contrast, our small variant (overlap prediction, L1).
+    ``"voco_v2"``: VoCo's own SSL head and loss, as in the published VoCo_B/L/H_SSL_head checkpoints.
+    ``"monai_ssl"``: MONAI Swin SSL heads (rotation, contrastive, reconstruction) and their loss.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class Pretext:
     def input_multiple(self, arch: ArchConfig) -> tuple[int, int, int]:
         """Each spatial size of ``volumes`` given to ``loss`` must be a multiple of these."""
         raise NotImplementedError
+
+    def options(self) -> dict:
+        """Constructor settings that shape the head (stored as ``ssl_options`` next to it); ``{}`` = defaults."""
+        return {}
+
+    def after_step(self, head: nn.Module) -> None:
+        """Called after each optimiser step when a head is trained (VoCo: EMA teacher update)."""
 
     def loss(self, encoder: nn.Module, head: nn.Module, volumes: torch.Tensor, generator: torch.Generator,
              n_views: int) -> torch.Tensor:
@@ -76,28 +85,48 @@ def check_volumes(volumes: torch.Tensor, multiple: tuple[int, int, int], n_views
         raise InputError(f"{name} pretext", f"volume size {size} must be a multiple of {multiple} (crop or pad it)")
 
 
-def _masked():
+def _masked(**options):
     from .ssl_masked import MaskedPretext
 
-    return MaskedPretext()
+    return MaskedPretext(**options)
 
 
-def _voco():
+def _voco(**options):
     from .ssl_voco import VoCoPretext
 
-    return VoCoPretext()
+    return VoCoPretext(**options)
 
 
-# name -> factory with the documented default settings
-PRETEXTS: dict[str, Callable[[], Pretext]] = {"masked": _masked, "voco": _voco}
+def _voco_v2(**options):
+    from .ssl_voco_v2 import VoCoV2Pretext
+
+    return VoCoV2Pretext(**options)
 
 
-def get_pretext(name: str) -> Pretext:
-    """The pretext registered as ``name`` (``"masked"`` or ``"voco"``).
+def _monai_ssl(**options):
+    from .ssl_monai import MonaiSSLPretext
+
+    return MonaiSSLPretext(**options)
+
+
+# name -> factory; no options = the documented default settings
+PRETEXTS: dict[str, Callable[..., Pretext]] = {"masked": _masked, "voco": _voco, "voco_v2": _voco_v2,
+                                               "monai_ssl": _monai_ssl}
+
+
+def get_pretext(name: str, options: dict | None = None) -> Pretext:
+    """The pretext registered as ``name`` (see ``PRETEXTS``), built with ``options``.
+
+    Args:
+        name: registry name (``ssl_pretext`` in foundation metadata).
+        options: constructor settings (``ssl_options`` in foundation metadata); ``None`` = defaults.
 
     Raises:
-        InputError: unknown name.
+        InputError: unknown name or an option the pretext does not take.
     """
     if name not in PRETEXTS:
         raise InputError("ssl pretext", f"unknown pretext {name!r}; choose one of {sorted(PRETEXTS)}")
-    return PRETEXTS[name]()
+    try:
+        return PRETEXTS[name](**(options or {}))
+    except TypeError as exc:
+        raise InputError("ssl_options", f"pretext {name!r} does not take {sorted(options or {})} ({exc})") from None

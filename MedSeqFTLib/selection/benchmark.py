@@ -186,10 +186,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rule = AdaptiveRule(z=args.z or defaults.z, min_runs=args.min_runs or defaults.min_runs,
                         tol=defaults.tol if args.tol is None else args.tol)
     device = resolve_device(args.device)
-    result = run_benchmark(encoder, head, get_pretext(meta["ssl_pretext"]), ids, vols, runs=args.runs, k=k,
-                           views=args.views, seed=args.seed, device=device, rule=rule,
-                           reporter=ConsoleReporter(min_interval_s=30), ceiling=not args.no_ceiling,
-                           paired=args.paired)
+    pretext = get_pretext(meta["ssl_pretext"], meta.get("ssl_options"))
+    result = run_benchmark(encoder, head, pretext, ids, vols, runs=args.runs, k=k, views=args.views,
+                           seed=args.seed, device=device, rule=rule, reporter=ConsoleReporter(min_interval_s=30),
+                           ceiling=not args.no_ceiling, paired=args.paired)
     result["foundation"] = str(m0)
     print(format_table(result))
     if args.json is not None:

@@ -35,7 +35,7 @@ from .adaptive import AdaptiveRule, CaseRuns, active_mask
 from .manifest import build_manifest, manifest_path, write_manifest
 
 __all__ = ["ScoreResult", "fit_volume", "case_seed", "score_volumes", "rank_cases", "random_selection",
-           "select_task", "resolve_device"]
+           "select_task", "resolve_device", "snap_size"]
 
 _REPORT_EVERY_S = 0.5
 
@@ -209,6 +209,11 @@ def foundation_patch_size(metadata: Mapping, fallback: Sequence[int]) -> tuple:
     return tuple(int(s) for s in size)
 
 
+def snap_size(size: Sequence[int], multiple: Sequence[int]) -> tuple:
+    """``size`` rounded down to multiples of ``multiple`` per axis (at least one multiple)."""
+    return tuple(max(int(m), int(s) // int(m) * int(m)) for s, m in zip(size, multiple))
+
+
 def _file_sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -219,19 +224,26 @@ def _file_sha256(path) -> str:
 
 def select_task(ws, task_name: str, reporter=None, device: str = "cpu", k: Optional[int] = None,
                 runs: Optional[int] = None, method: Optional[str] = None, seed: Optional[int] = None,
-                adaptive: Optional[bool] = None, rule: Optional[AdaptiveRule] = None) -> dict:
+                adaptive: Optional[bool] = None, rule: Optional[AdaptiveRule] = None, ssl_head: Optional[str] = None,
+                fit_steps: Optional[int] = None) -> dict:
     """Choose task ``task_name``'s buffer and write ``buffer.json`` (+ ``buffer_timing.json``).
 
     ``None`` arguments come from ``ws.config.selection`` (and ``ws.config.seed``). K larger
     than the training set is clamped to it with a warning through ``reporter``. Sets the task
     status to ``"selected"``. The caller holds the workspace lock (``ws.lock``).
 
+    MDS scores with M0's own SSL head (``ssl_head=None`` or ``"foundation"``); when M0 has none
+    it refuses (``InputError``, nothing written) unless ``ssl_head`` is ``"fit"`` (a fresh head
+    fitted on the frozen M0 for ``fit_steps`` steps) or ``"random"`` (an untrained head); see
+    ``selection.ssl_head``. The head used is recorded under ``"ssl_head"`` in the manifest.
+
     Returns:
         The manifest dict (as written to ``WS/tasks/<task>/buffer.json``).
 
     Raises:
         InputError: unknown task, task without training cases or already trained, k or
-            runs < 1, unknown method, missing or unreadable foundation model, bad device.
+            runs < 1, unknown method, missing or unreadable foundation model, bad device, an
+            M0 without SSL head and no explicit ``ssl_head`` choice.
         errors.Cancelled: the reporter asked to stop (nothing is written).
     """
     from ..jobs.reporter import NullReporter
@@ -272,25 +284,31 @@ def select_task(ws, task_name: str, reporter=None, device: str = "cpu", k: Optio
     else:
         import torch
 
+        from ..config import ArchConfig
         from ..models.foundation import load_foundation
         from ..models.ssl import get_pretext
+        from .ssl_head import HEAD_WORDS, make_scoring_head, plan_ssl_head
 
         dev = resolve_device(device)
         if not ws.foundation_path.exists():
             raise InputError(ws.foundation_path, "foundation model missing; re-run 'medseqft init'")
         encoder, head, metadata = load_foundation(ws.foundation_path)
-        pretext_name = cfg.pretext or _meta_value(metadata, "ssl_pretext")
-        if not pretext_name:
-            raise InputError(ws.foundation_path, "foundation metadata names no SSL pretext; set selection.pretext")
-        pretext = get_pretext(pretext_name)
-        size = foundation_patch_size(metadata, ws.task_config(task_name).preprocess.patch_size)
-        reporter.log(f"scoring {n} training cases of {task_name} with M0's {pretext_name} loss "
-                     f"(R={runs}, {'adaptive' if adaptive else 'fixed'}, input {size})", stage="select", task=task_name)
+        # M0 without an SSL head: refused here, before anything is read, cached or written
+        plan = plan_ssl_head(ws, task_name, head, metadata, ssl_head, cfg.pretext)
+        arch = ArchConfig.from_dict(metadata["arch"], where=f"{ws.foundation_path} metadata.arch")
+        multiple = get_pretext(plan.pretext, plan.options or None).input_multiple(arch)
+        size = snap_size(foundation_patch_size(metadata, ws.task_config(task_name).preprocess.patch_size), multiple)
         prepared = dict(ws.prepared(task_name, "train"))
         volumes = [fit_volume(prepared[cid].image, size) for cid in train_ids]
         rule = rule or AdaptiveRule()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # anything in the pretext that uses the global RNG
+            pretext, head, head_record = make_scoring_head(plan, ws, task_name, arch, encoder, head, metadata, volumes,
+                                                           seed=seed, steps=fit_steps, reporter=reporter, device=dev)
+            pretext_name = plan.pretext
+            reporter.log(f"scoring {n} training cases of {task_name} with the {pretext_name} loss of "
+                         f"{'M0' if plan.choice == 'foundation' else 'a ' + HEAD_WORDS[plan.choice] + ' head on M0'} "
+                         f"(R={runs}, {'adaptive' if adaptive else 'fixed'}, input {size})", stage="select", task=task_name)
             scored = score_volumes(volumes, train_ids, encoder, head, pretext, runs=runs, k=k_eff,
                                    views_per_batch=cfg.views_per_batch, seed=seed, adaptive=adaptive, rule=rule,
                                    reporter=reporter, task=task_name, device=dev)
@@ -302,6 +320,7 @@ def select_task(ws, task_name: str, reporter=None, device: str = "cpu", k: Optio
             "input_size": list(size),
             "adaptive_rule": rule.to_dict() if adaptive else None,
             "foundation_sha256": _file_sha256(ws.foundation_path),
+            "ssl_head": head_record,
         }
         manifest = build_manifest(task=task_name, method="mds", seed=seed, k=k_eff, runs_requested=runs,
                                   adaptive=adaptive, pretext=pretext_name, case_ids=train_ids, means=means,

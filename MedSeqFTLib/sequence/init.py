@@ -23,6 +23,22 @@ def _check_target(root: Path) -> None:
         raise InputError(root, "folder is not empty; choose a new or empty folder for the workspace")
 
 
+def _imported_head(source: Path, arch, pretext: Optional[str], meta: dict, head_state: Optional[dict]):
+    """The published SSL head ``import_foundation`` found (loaded strictly), or ``None``."""
+    if not pretext or not head_state:
+        return None
+    from ..models.ssl import get_pretext
+
+    head = get_pretext(pretext, meta.get("ssl_options")).build_head(arch)
+    try:
+        head.load_state_dict(head_state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(source, f"its {meta.get('ssl_head_origin', pretext)} does not fit {arch.name} feature size "
+                                 f"{arch.feature_size} ({first})") from None
+    return head
+
+
 def init_workspace(root, foundation: str, arch: Optional[str] = None, preset_name: Optional[str] = None,
                    feature_size: Optional[int] = None, legacy_merge: bool = True, min_match: float = 0.8,
                    seed: int = 0, reporter=None):
@@ -37,7 +53,7 @@ def init_workspace(root, foundation: str, arch: Optional[str] = None, preset_nam
     """
     from ..models.checkpoint import import_foundation, load_safetensors
     from ..models.foundation import save_foundation, sha256_file
-    from ..models.registry import build_encoder, build_ssl_head
+    from ..models.registry import build_encoder
 
     root = Path(root)
     _check_target(root)
@@ -81,18 +97,17 @@ def init_workspace(root, foundation: str, arch: Optional[str] = None, preset_nam
                                     feature_size=feature_size or (48 if arch_name == "swin_unetr" else cfg.arch.feature_size))
         enc_state, head_state, meta, report = import_foundation(source, cfg.arch, min_fraction=min_match)
         report_text = str(report)
-        pretext = (meta or {}).get("ssl_pretext") or "voco"
+        pretext = meta.get("ssl_pretext")  # None: no SSL head we know in the checkpoint (never a random one)
         encoder = build_encoder(cfg.arch)
         encoder.load_state_dict(enc_state, strict=False)
-        ssl_head = build_ssl_head(cfg.arch, pretext)
-        if head_state:
-            ssl_head.load_state_dict(head_state, strict=False)
-        elif reporter is not None:
-            reporter.log(f"{source}: no SSL head for pretext '{pretext}' in the checkpoint; MDS scores use a freshly "
-                         "initialised head (run 'medseqft pretrain' to fit one)", level="warning")
+        ssl_head = _imported_head(source, cfg.arch, pretext, meta, head_state)
+        if ssl_head is None and reporter is not None:
+            reporter.log(f"{source}: the checkpoint has no SSL head; MDS will stop and ask for one: 'medseqft select WS "
+                         "--fit-ssl-head' (fit it on the frozen M0, recorded) or '--random' (random buffer)", level="warning")
         root.mkdir(parents=True, exist_ok=True)
+        head_meta = {k: meta[k] for k in ("ssl_options", "patch_size", "ssl_head_origin") if ssl_head is not None and k in meta}
         save_foundation(root / "models" / "foundation.safetensors", encoder, ssl_head, {
-            "kind": "foundation", "arch": cfg.arch.to_dict(), "ssl_pretext": pretext,
+            "kind": "foundation", "arch": cfg.arch.to_dict(), "ssl_pretext": pretext, **head_meta,
             "preprocess": cfg.preprocess.to_dict(), "source": str(source.resolve()),
             "source_sha256": sha256_file(source), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     if feature_size is not None and feature_size != cfg.arch.feature_size:

@@ -39,6 +39,7 @@ def test_select_all_tasks_then_same_seed_gives_identical_manifest(ws, capsys):
     m = json.loads(first)
     train = json.loads((ws / "tasks" / t1 / "task.json").read_text())["split"]["train"]
     assert m["method"] == "mds" and m["pretext"] == "masked" and m["k"] == 2 and m["seed"] == 4
+    assert m["ssl_head"] == {"source": "foundation", "pretext": "masked", "options": {}, "origin": "pretrained with the encoder"}
     assert sorted(c["id"] for c in m["cases"]) == sorted(train)
     assert all(c["runs"] == 8 for c in m["cases"]) and m["forward_passes"] == 8 * len(train)
     # selected = the k lowest mean losses, lowest first
