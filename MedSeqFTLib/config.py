@@ -167,6 +167,9 @@ class RecipeConfig(_Serialisable):
             ``"auto"`` = per class where it raised Dice on the training cases after training.
         memory_budget_mb: activation memory of one training batch that the plan sizes the
             patch for; ``None`` = half the GPU's memory, or 400 MB on the CPU.
+        head_prior: a fresh segmentation head (and each deep-supervision head) starts with
+            biases that predict every foreground class with this probability
+            (``models.segnet.init_head_prior``); 0 = PyTorch's default initialisation.
     """
 
     schedule: str = "poly"
@@ -182,9 +185,10 @@ class RecipeConfig(_Serialisable):
     sw_overlap: float = 0.5
     keep_largest: str = "auto"
     memory_budget_mb: Optional[float] = None
+    head_prior: float = 0.01
 
     def __post_init__(self):
-        for name in ("poly_exponent", "warmup_fraction", "grad_clip", "sw_overlap", "memory_budget_mb", "workers"):
+        for name in ("head_prior", "poly_exponent", "warmup_fraction", "grad_clip", "sw_overlap", "memory_budget_mb", "workers"):
             value = getattr(self, name)
             if value is None and name in ("memory_budget_mb", "workers"):
                 continue
@@ -196,6 +200,7 @@ class RecipeConfig(_Serialisable):
         _check(float(self.poly_exponent) > 0, "recipe.poly_exponent", f"must be > 0, got {self.poly_exponent}")
         _check(0.0 <= float(self.warmup_fraction) < 1.0, "recipe.warmup_fraction", f"must lie in [0, 1), got {self.warmup_fraction}")
         _check(float(self.grad_clip) >= 0, "recipe.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check(0.0 <= float(self.head_prior) < 0.5, "recipe.head_prior", f"must lie in [0, 0.5), got {self.head_prior}")
         _check(self.amp in AMP_MODES, "recipe.amp", f"must be one of {list(AMP_MODES)}, got {self.amp!r}")
         _check(self.workers is None or int(self.workers) >= 0, "recipe.workers", f"must be >= 0 or null, got {self.workers}")
         _check(0.0 <= float(self.sw_overlap) < 1.0, "recipe.sw_overlap", f"must lie in [0, 1), got {self.sw_overlap}")

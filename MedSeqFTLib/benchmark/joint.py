@@ -67,7 +67,7 @@ def train_joint_workspace(ws, reporter=None, device: str = "auto") -> list[str]:
         net, heads = None, nn.ModuleList()
         for name, seed in zip(names, task_seeds):  # each head as the runner initialises the task's network
             torch.manual_seed(derive_seed(seed, name, "init"))
-            built = build_segnet(cfg.arch, len(ws.labels(name)))
+            built = build_segnet(cfg.arch, len(ws.labels(name)), cfg.recipe.head_prior)
             net = built if net is None else net  # encoder (from M0) and the shared decoder: the first task's network
             heads.append(built.head)
         encoder0, _, _ = load_foundation(ws.foundation_path)

@@ -69,7 +69,7 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
             pp, stage_cfg = cfg.preprocess, cfg.retention.fft
             ws.set_task_status(name, "training")
             torch.manual_seed(derive_seed(cfg.seed, name, "init"))
-            net = build_segnet(cfg.arch, len(ws.labels(name)))
+            net = build_segnet(cfg.arch, len(ws.labels(name)), cfg.recipe.head_prior)
             if not ws.foundation_path.is_file():
                 raise InputError(ws.foundation_path, "foundation model missing")
             encoder0, _, _ = load_foundation(ws.foundation_path)

@@ -56,21 +56,24 @@ def build_decoder(arch: ArchConfig):
     return _backbone(arch).build_parts(arch)[1]
 
 
-def build_segnet(arch: ArchConfig, n_classes: int):
+def build_segnet(arch: ArchConfig, n_classes: int, head_prior: float = 0.01):
     """``SegNet`` with a fresh ``Conv3d(feature_size, n_classes, 1)`` head.
+
+    ``head_prior``: the head's biases start at this foreground probability per class
+    (``segnet.init_head_prior``; ``RecipeConfig.head_prior``); 0 = PyTorch's default.
 
     Raises:
         InputError: unknown backbone or ``n_classes < 1``.
     """
     from torch import nn
 
-    from .segnet import SegNet
+    from .segnet import SegNet, init_head_prior
 
     if int(n_classes) < 1:
         raise InputError("n_classes", f"must be >= 1, got {n_classes}")
     module = _backbone(arch)
     encoder, decoder = module.build_parts(arch)
-    head = nn.Conv3d(int(arch.feature_size), int(n_classes), kernel_size=1)
+    head = init_head_prior(nn.Conv3d(int(arch.feature_size), int(n_classes), kernel_size=1), head_prior)
     return SegNet(encoder, decoder, head, module.SIZE_DIVISOR)
 
 

@@ -21,30 +21,35 @@ __all__ = ["DeepSupervision", "make_deep_supervision", "aux_head_seed", "segment
 class DeepSupervision(nn.Module):
     """Auxiliary 1x1x1 heads for decoder outputs with ``channels`` (the coarser scales, finest first)."""
 
-    def __init__(self, channels, n_classes: int):
+    def __init__(self, channels, n_classes: int, head_prior: float = 0.01):
+        from ..models.segnet import init_head_prior
+
         super().__init__()
-        self.heads = nn.ModuleList(nn.Conv3d(int(c), int(n_classes), kernel_size=1) for c in channels)
+        self.heads = nn.ModuleList(init_head_prior(nn.Conv3d(int(c), int(n_classes), kernel_size=1), head_prior)
+                                   for c in channels)
         w = [0.5 ** (i + 1) for i in range(len(channels))]
         total = 1.0 + sum(w)
         self.main_weight = 1.0 / total
         self.weights = [v / total for v in w]
 
 
-def make_deep_supervision(net, enabled: bool, seed: Optional[int] = None) -> Optional[DeepSupervision]:
+def make_deep_supervision(net, enabled: bool, seed: Optional[int] = None,
+                          head_prior: float = 0.01) -> Optional[DeepSupervision]:
     """``DeepSupervision`` for ``net``'s decoder and head, or ``None`` (disabled, or a decoder without scales).
 
     ``seed``: initialise the auxiliary heads from this seed without touching the global RNG (so
     every strategy that trains a task starts them alike); ``None`` = from the global RNG.
+    ``head_prior``: as ``RecipeConfig.head_prior``.
     """
     if not enabled or not hasattr(net.decoder, "scale_channels"):
         return None
     if seed is None:
-        return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels))
+        return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels), head_prior)
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels))
+        return DeepSupervision(net.decoder.scale_channels[1:], int(net.head.out_channels), head_prior)
 
 
 def aux_head_seed(spec) -> int:

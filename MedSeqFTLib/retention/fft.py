@@ -37,7 +37,7 @@ def train_fft(net, spec: StageSpec, task_batches: SamplerFactory, reporter, devi
 
     loss_fn = segmentation_loss()
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
-    ds = make_deep_supervision(net, deep_supervision, seed=aux_head_seed(spec))
+    ds = make_deep_supervision(net, deep_supervision, seed=aux_head_seed(spec), head_prior=getattr(spec.recipe, "head_prior", 0.01))
     if ds is not None:
         ds.to(device)
         params.update({f"deep_supervision.{n}": p for n, p in ds.named_parameters()})

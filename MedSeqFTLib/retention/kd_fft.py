@@ -82,7 +82,8 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
     from .deep_supervision import aux_head_seed, make_deep_supervision, segmentation_step
 
     params = {n: p for n, p in net.named_parameters() if p.requires_grad and (use_seg or n.startswith("encoder."))}
-    ds = make_deep_supervision(net, deep_supervision and use_seg, seed=aux_head_seed(spec))
+    ds = make_deep_supervision(net, deep_supervision and use_seg, seed=aux_head_seed(spec),
+                               head_prior=getattr(spec.recipe, "head_prior", 0.01))
     if ds is not None:
         ds.to(device)
         params.update({f"deep_supervision.{n}": p for n, p in ds.named_parameters()})

@@ -195,7 +195,7 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     # -- M_{t-1}: encoder (and decoder from task 2 on); new seeded decoder (task 1) and head ----
     n_classes = len(ws.labels(name))
     torch.manual_seed(derive_seed(cfg.seed, name, "init"))
-    net = build_segnet(cfg.arch, n_classes)
+    net = build_segnet(cfg.arch, n_classes, cfg.recipe.head_prior)
     if index == 0:
         if not ws.foundation_path.is_file():
             raise InputError(ws.foundation_path, "foundation model missing; re-run 'medseqft init'")
