@@ -5,7 +5,7 @@ labels into the slice views."""
 from __future__ import annotations
 
 from .qtcompat import get, qt
-from .widgets import fill_table, finish_section, hbox, make_table, section_layout
+from .widgets import fill_table, finish_section, hbox, make_table, section_layout, set_status
 from . import workspace_files as wf
 
 __all__ = ["BufferPanel"]
@@ -17,6 +17,7 @@ class BufferPanel:
     def __init__(self, section, controller) -> None:
         self.c = controller
         self.rows = []
+        self.loaded = None  # (volume, segmentation) of the case clicked last; forgotten on scene close
         layout = section_layout(section)
         form = qt.QFormLayout()
         self.taskCombo = qt.QComboBox()
@@ -39,14 +40,19 @@ class BufferPanel:
         self.table = make_table(HEADERS)
         form.addRow(self.table)
         self.statusLabel = finish_section(layout, form)
-        self.runButton.clicked.connect(lambda *_: self.on_run())
-        self.taskCombo.currentIndexChanged.connect(lambda *_: self.refresh_table())
-        self.table.cellClicked.connect(lambda row, col: self.on_row_clicked(row))
-        self.c.workspaceChanged.connect(lambda *_: self.refresh())
-        self.c.dataChanged.connect(self.refresh)
-        self.c.busyChanged.connect(lambda *_: self._update_enabled())
-        self.c.jobEvents.connect(self.on_job_events)
+        guard = controller.guard
+        guard.on_click(self.runButton, "Could not start the MDS selection.", self.on_run)
+        guard.connect(self.taskCombo.currentIndexChanged, "Could not show the buffer.", lambda *_: self.refresh_table())
+        guard.connect(self.table.cellClicked, "Could not load the case.", lambda row, *_: self.on_row_clicked(row), wait_cursor=True)
+        guard.connect(self.c.workspaceChanged, "Could not show the buffer.", lambda *_: self.refresh())
+        guard.connect(self.c.dataChanged, "Could not show the buffer.", lambda *_: self.refresh())
+        guard.connect(self.c.busyChanged, "Could not update the Buffer panel.", lambda *_: self._update_enabled())
+        guard.connect(self.c.jobEvents, "Could not show the selection progress.", self.on_job_events)
+        guard.connect(self.c.sceneClosed, "Could not reset the Buffer panel.", self.on_scene_closed)
         self._update_enabled()
+
+    def on_scene_closed(self) -> None:
+        self.loaded = None
 
     def _update_enabled(self) -> None:
         self.runButton.setEnabled(self.c.workspace is not None and not self.c.busy and get(self.taskCombo, "count") > 0)
@@ -64,10 +70,10 @@ class BufferPanel:
 
     def on_run(self) -> None:
         if not self.current_task():
-            self.c.prompts.error("add a task first")
+            set_status(self.statusLabel, "add a task first", error=True)
             return
         if self.c.run_job("select", self.select_arguments()):
-            self.statusLabel.setText(f"scoring the cases of {self.current_task()} with M0's SSL loss ...")
+            set_status(self.statusLabel, f"scoring the cases of {self.current_task()} with M0's SSL loss ...")
             self.progress.setValue(0)
 
     def on_job_events(self, events, summary) -> None:
@@ -89,10 +95,10 @@ class BufferPanel:
         try:
             volume, seg = scene_glue.load_case(self.c.scene, r["image"], r["label"], labels, name=r["id"])
         except ValueError as exc:
-            self.c.prompts.error(str(exc))
+            set_status(self.statusLabel, str(exc), error=True)
             return
         self.loaded = (volume, seg)
-        self.statusLabel.setText(f"loaded {r['id']} with its labels")
+        set_status(self.statusLabel, f"loaded {r['id']} with its labels")
 
     def refresh(self) -> None:
         names = wf.task_names(self.c.workspace) if self.c.workspace else []

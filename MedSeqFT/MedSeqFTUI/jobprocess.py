@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .events import FINAL_EVENTS, EventsReader
+from . import proctree
 
-__all__ = ["JobProcess", "default_cli_prefix", "library_env", "find_running_job", "pid_alive", "read_status"]
+__all__ = ["JobProcess", "default_cli_prefix", "python_executable", "library_env", "find_running_job", "pid_alive", "read_status"]
 
 #: the folder that holds ``MedSeqFTLib``: the repository root in a source checkout, the
 #: ``qt-scripted-modules`` folder in an installed extension (CMake copies the library there).
@@ -33,14 +35,38 @@ if not (LIBRARY_PARENT / "MedSeqFTLib").is_dir() and (Path(__file__).resolve().p
     LIBRARY_PARENT = Path(__file__).resolve().parent.parent
 
 
-def default_cli_prefix() -> List[str]:
-    """``[PythonSlicer or this interpreter, "-m", "MedSeqFTLib"]``.
+#: names of an executable that is a Python interpreter (not Slicer's GUI application)
+_PYTHON_NAME = re.compile(r"^(python|pythonw)(\d+(\.\d+)?)?(\.exe)?$", re.IGNORECASE)
 
-    Slicer has no ``slicer.app.pythonExecutable``; ``PythonSlicer`` is its plain interpreter
-    (on PATH inside Slicer), and outside Slicer the running interpreter is the right one.
+
+def python_executable() -> str:
+    """The interpreter that runs the library: Slicer's ``PythonSlicer``, else this python.
+
+    ``PythonSlicer`` is on PATH inside Slicer; failing that it is looked for next to the running
+    executable (Slicer's ``bin`` folder). Inside Slicer's GUI ``sys.executable`` is the
+    application itself (``SlicerApp-real``), never a fallback; outside Slicer the running
+    interpreter is used when its name is a python's.
+
+    Raises:
+        RuntimeError: no PythonSlicer was found and the running executable is not a python.
     """
-    exe = shutil.which("PythonSlicer") or sys.executable
-    return [exe, "-m", "MedSeqFTLib"]
+    found = shutil.which("PythonSlicer")
+    if found:
+        return found
+    exe = Path(sys.executable)
+    for name in ("PythonSlicer", "PythonSlicer.exe"):
+        candidate = exe.parent / name
+        if candidate.is_file():
+            return str(candidate)
+    if _PYTHON_NAME.match(exe.name):
+        return str(exe)
+    raise RuntimeError(f"cannot find Slicer's PythonSlicer: it is not on PATH nor next to {exe}, and {exe.name} "
+                       "is not a Python interpreter; reinstall Slicer or put its bin folder on PATH")
+
+
+def default_cli_prefix() -> List[str]:
+    """``[PythonSlicer or this python, "-m", "MedSeqFTLib"]`` (see ``python_executable``)."""
+    return [python_executable(), "-m", "MedSeqFTLib"]
 
 
 def library_env(base: Optional[dict] = None) -> dict:
@@ -179,6 +205,7 @@ class JobProcess:
         self._helpers: List[subprocess.Popen] = []
         self._reader: Optional[EventsReader] = None
         self._next_liveness = 0.0
+        self._cancel_launch_at: Optional[float] = None  # when Cancel stopped the launch
         self.pid: Optional[int] = None
 
     # -- starting -------------------------------------------------------------------------
@@ -188,11 +215,9 @@ class JobProcess:
         return out + (["--detach"] if detach else [])
 
     def _popen(self, argv: List[str]) -> subprocess.Popen:
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        # its own process group, so that Cancel can stop PythonSlicer *and* its python child
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=self.env, cwd=str(self.workspace.parent), **kwargs)
+                                env=self.env, cwd=str(self.workspace.parent), **proctree.group_popen_kwargs())
 
     def start(self, command: str, args: Sequence[str] = ()) -> None:
         """Launch ``command`` detached; returns at once (state ``"launching"``).
@@ -205,6 +230,7 @@ class JobProcess:
         self.command = command
         self.job_id = self.job_dir = self.error = self.exit_code = self.pid = None
         self._reader = None
+        self._cancel_launch_at = None
         self._launcher = self._popen(self.argv(command, args))
         self.state = "launching"
 
@@ -261,6 +287,8 @@ class JobProcess:
         return events
 
     def _poll_launcher(self) -> List[dict]:
+        if self._cancel_launch_at is not None:
+            return self._poll_cancelled_launch()
         code = self._launcher.poll()
         if code is None:
             return []
@@ -280,13 +308,41 @@ class JobProcess:
 
     # -- cancelling -----------------------------------------------------------------------
     def cancel(self) -> None:
-        """Ask the library to cancel (``medseqft cancel WS``); returns at once.
+        """Cancel the job; returns at once.
 
-        The job stops at its next safe point and writes ``cancelled``; ``poll`` reports it.
+        While launching: the launcher's whole process tree is stopped (``PythonSlicer`` and the
+        python it started); once it is gone, ``medseqft cancel WS`` stops a worker the launch
+        may already have started, and ``poll`` reports ``cancelled``. While running: ``medseqft
+        cancel WS`` asks the job to stop at its next safe point; it writes ``cancelled``.
         """
         if self.state == "launching" and self._launcher is not None:
-            self._launcher.terminate()
+            if self._cancel_launch_at is None:
+                self._cancel_launch_at = time.monotonic()
+                proctree.terminate_tree(self._launcher)
+            return
         self._helpers.append(self._popen(self.cli_prefix + ["cancel", str(self.workspace)]))
+
+    #: seconds to wait for a terminated launch tree before killing it, and before giving up on it
+    LAUNCH_KILL_AFTER_S = 3.0
+    LAUNCH_GIVE_UP_S = 6.0
+
+    def _poll_cancelled_launch(self) -> List[dict]:
+        waited = time.monotonic() - self._cancel_launch_at
+        if proctree.tree_alive(self._launcher) and waited < self.LAUNCH_GIVE_UP_S:
+            if waited >= self.LAUNCH_KILL_AFTER_S:
+                proctree.kill_tree(self._launcher)
+            return []
+        try:
+            self._launcher.communicate(timeout=1.0)
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            pass
+        self._launcher = None
+        self._cancel_launch_at = None
+        # the launch may have started a worker before it was stopped: the library cancels it
+        self._helpers.append(self._popen(self.cli_prefix + ["cancel", str(self.workspace)]))
+        self.state = "cancelled"
+        return [{"time": time.time(), "event": "cancelled", "stage": None, "task": None, "level": "warning",
+                 "message": "cancelled while the job was starting", "synthesized": True}]
 
     def _reap_helpers(self) -> None:
         for proc in list(self._helpers):

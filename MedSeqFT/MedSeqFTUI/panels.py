@@ -33,3 +33,23 @@ class Panels:
                 raise RuntimeError(f"MedSeqFT.ui has no section named {object_name}")
             self.sections[attr] = section
             setattr(self, attr, cls(section, controller))
+
+    def parameter_widgets(self) -> dict:
+        """Parameter name (of the module's ``MedSeqFTParameterNode``) -> the widget that edits it,
+        for ``parameterNode.connectParametersToGui``: these settings are saved with the scene."""
+        return {
+            "workspacePath": self.workspace.pathEdit,
+            "foundationSource": self.workspace.foundationCombo,
+            "foundationFile": self.workspace.foundationEdit,
+            "backbone": self.workspace.backboneCombo,
+            "preset": self.workspace.presetCombo,
+            "datasetPath": self.tasks.datasetEdit,
+            "taskName": self.tasks.nameEdit,
+            "modality": self.tasks.modalityCombo,
+            "bufferK": self.buffer.kSpin,
+            "mdsRuns": self.buffer.runsSpin,
+            "randomBuffer": self.buffer.randomCheck,
+            "device": self.refine.deviceCombo,
+            "inputVolume": self.results.volumeSelector,
+            "outputSegmentation": self.results.segmentationSelector,
+        }

@@ -6,6 +6,7 @@ as workspace-wide overrides with ``medseqft plan WS --set ...`` before refine st
 
 from __future__ import annotations
 
+from .choices import DEVICES
 from .events import format_duration
 from .jobprocess import pid_alive, read_status
 from .qtcompat import get, qt
@@ -27,7 +28,7 @@ class RefinePanel:
         layout = section_layout(section)
         form = qt.QFormLayout()
         self.deviceCombo = qt.QComboBox()
-        for d in ("auto", "cpu", "cuda:0", "cuda:1", "mps"):
+        for d in DEVICES:
             self.deviceCombo.addItem(d)
         form.addRow("Device:", self.deviceCombo)
         self.iterationsSpin = qt.QSpinBox()
@@ -74,14 +75,17 @@ class RefinePanel:
         self.advanced = AdvancedSettings(controller)
         layout.addWidget(self.advanced.section)
         self._shown = {}  # the hyper-parameters as last loaded into the spin boxes
-        self.startButton.clicked.connect(lambda *_: self.on_start_or_cancel())
-        self.resumeButton.clicked.connect(lambda *_: self.on_resume())
-        self.c.workspaceChanged.connect(lambda *_: (self.load_hyper_parameters(), self._update_enabled()))
-        self.c.dataChanged.connect(lambda *_: self.load_hyper_parameters(keep_edits=True))
-        self.c.busyChanged.connect(lambda *_: self._update_enabled())
-        self.c.jobStarted.connect(self.on_job_started)
-        self.c.jobEvents.connect(self.on_job_events)
-        self.c.jobFinished.connect(self.on_job_finished)
+        guard = controller.guard
+        guard.on_click(self.startButton, "Could not start or cancel the refinement.", self.on_start_or_cancel)
+        guard.on_click(self.resumeButton, "Could not resume the refinement.", self.on_resume)
+        guard.connect(self.c.workspaceChanged, "Could not show the refinement settings.",
+                      lambda *_: (self.load_hyper_parameters(), self._update_enabled()))
+        guard.connect(self.c.dataChanged, "Could not show the refinement settings.",
+                      lambda *_: self.load_hyper_parameters(keep_edits=True))
+        guard.connect(self.c.busyChanged, "Could not update the Refinement panel.", lambda *_: self._update_enabled())
+        guard.connect(self.c.jobStarted, "Could not show the started job.", self.on_job_started)
+        guard.connect(self.c.jobEvents, "Could not show the job's progress.", self.on_job_events)
+        guard.connect(self.c.jobFinished, "Could not show the end of the job.", self.on_job_finished)
         self._update_enabled()
 
     # -- state ----------------------------------------------------------------------------
@@ -161,7 +165,7 @@ class RefinePanel:
             return
         lock = wf.read_json_or(self.c.workspace / ".lock", {}) or {}
         if lock.get("pid") and pid_alive(lock.get("pid")):
-            self.c.prompts.error(f"the workspace is busy: '{lock.get('command', '?')}' (pid {lock['pid']}) holds its lock")
+            self.errorLabel.setText(f"the workspace is busy: '{lock.get('command', '?')}' (pid {lock['pid']}) holds its lock")
             return
         self.errorLabel.setText("")
         overrides = self.override_arguments()
@@ -176,8 +180,8 @@ class RefinePanel:
             self.load_hyper_parameters()
             self.c.run_job("refine", self.refine_arguments(resume=resume))
 
-        self.log.appendPlainText("recording settings: " + " ".join(a for a in overrides if a != "--set"))
-        self.c.run_command(["plan", str(self.c.workspace)] + overrides, recorded)
+        if self.c.run_command(["plan", str(self.c.workspace)] + overrides, recorded):
+            self.log.appendPlainText("recording settings: " + " ".join(a for a in overrides if a != "--set"))
 
     def on_resume(self) -> None:
         self._start(resume=True)
@@ -210,5 +214,5 @@ class RefinePanel:
         self.stageLabel.setText({"done": "finished", "cancelled": "cancelled (Resume continues)",
                                  "failed": "failed (Resume continues)"}.get(state, state))
         if state == "failed" and self.c.job is not None and self.c.job.error:
-            self.c.prompts.error(self.c.job.error)
+            self.errorLabel.setText(self.c.job.error)  # inline; the log and the application log have it too
         self._update_enabled()

@@ -1,7 +1,8 @@
 """Results panel: each task's check right after training (Dice per class, and in red the classes
 never predicted, from ``medseqft status WS --json``), the metrics table and the forgetting
-matrix; predict a scene volume with a task's model in the background and overlay the result as
-a named, coloured segmentation; load the test-case predictions of a task for review."""
+matrix; predict a scene volume (chosen in a node selector) with a task's model in the background
+and show the result as a named, coloured, terminology-coded segmentation (a new node or the
+chosen one); load the test-case predictions of a task for review."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import List
 
 from .qtcompat import get, qt
-from .widgets import fill_table, finish_section, hbox, make_table, section_layout
+from .widgets import fill_table, finish_section, hbox, make_table, node_selector, section_layout, set_status
 from . import workspace_files as wf
 from .tasks_panel import PREDICTION_ATTRIBUTE
 
@@ -45,9 +46,16 @@ def _image_stem(path: Path) -> str:
 
 
 class ResultsPanel:
+    """Builds the Results section. The volume to segment and the output segmentation are chosen
+    with scene-aware node selectors (``qMRMLNodeComboBox``) and remembered by node ID, so a
+    renamed, reordered, deleted or same-named volume never sends the wrong image to predict;
+    closing the scene drops every node the panel held."""
+
     def __init__(self, section, controller) -> None:
         self.c = controller
-        self.pending = None  # (volume node, task, expected output, input file) of a running predict job
+        #: the running predict job: volume_id, segmentation_id (or ""), task, expected output,
+        #: input file and the scene generation it was started in
+        self.pending = None
         self.written = []    # files the running predict job reported
         self.overlays = []
         self._checking = False  # a status query is running
@@ -67,9 +75,13 @@ class ResultsPanel:
         form.addRow("Forgetting (Dice %):", self.forgettingTable)
         self.taskCombo = qt.QComboBox()
         form.addRow("Task model:", self.taskCombo)
-        self.volumeCombo = qt.QComboBox()
-        self.refreshVolumesButton = qt.QPushButton("Refresh")
-        form.addRow("Volume:", hbox(self.volumeCombo, self.refreshVolumesButton))
+        self.volumeSelector = node_selector(["vtkMRMLScalarVolumeNode"], controller.scene,
+                                            tooltip="the scene volume to segment with the chosen task's model")
+        form.addRow("Input volume:", self.volumeSelector)
+        self.segmentationSelector = node_selector(
+            ["vtkMRMLSegmentationNode"], controller.scene, none_display="Create new segmentation",
+            tooltip="where the prediction goes: a new segmentation node, or this one (its segments are replaced)")
+        form.addRow("Output segmentation:", self.segmentationSelector)
         self.predictButton = qt.QPushButton("Segment volume")
         self.loadTestButton = qt.QPushButton("Load test-case predictions")
         form.addRow(hbox(self.predictButton, self.loadTestButton))
@@ -78,47 +90,48 @@ class ResultsPanel:
         self.progress.setValue(0)
         form.addRow(self.progress)
         self.statusLabel = finish_section(layout, form)
-        self.evaluateButton.clicked.connect(lambda *_: self.on_evaluate())
-        self.refreshVolumesButton.clicked.connect(lambda *_: self.refresh_volumes())
-        self.predictButton.clicked.connect(lambda *_: self.on_predict())
-        self.loadTestButton.clicked.connect(lambda *_: self.on_load_test_predictions())
-        self.c.workspaceChanged.connect(lambda *_: self.refresh())
-        self.c.dataChanged.connect(self.refresh)
-        self.c.busyChanged.connect(lambda *_: self._update_enabled())
-        self.c.jobEvents.connect(self.on_job_events)
-        self.c.jobFinished.connect(self.on_job_finished)
+        guard = controller.guard
+        guard.on_click(self.evaluateButton, "Could not start the evaluation.", self.on_evaluate)
+        guard.on_click(self.predictButton, "Could not segment the volume.", self.on_predict)
+        guard.on_click(self.loadTestButton, "Could not load the test-case predictions.", self.on_load_test_predictions)
+        for signal in (self.volumeSelector.currentNodeChanged, self.taskCombo.currentIndexChanged):
+            guard.connect(signal, "Could not update the Results panel.", lambda *_: self._update_enabled())
+        guard.connect(self.c.workspaceChanged, "Could not show the results.", lambda *_: self.refresh())
+        guard.connect(self.c.dataChanged, "Could not show the results.", lambda *_: self.refresh())
+        guard.connect(self.c.busyChanged, "Could not update the Results panel.", lambda *_: self._update_enabled())
+        guard.connect(self.c.jobEvents, "Could not show the prediction progress.", self.on_job_events)
+        guard.connect(self.c.jobFinished, "Could not show the prediction.", self.on_job_finished)
+        guard.connect(self.c.sceneClosed, "Could not reset the Results panel.", self.on_scene_closed)
         self._update_enabled()
 
     # -- state ----------------------------------------------------------------------------
-    def _volumes(self):
-        if self.c.scene is None:
-            return []
-        nodes = self.c.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-        out = []
-        for i in range(nodes.GetNumberOfItems()):
-            n = nodes.GetItemAsObject(i)
-            if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors():
-                out.append(n)
-        return out
+    def input_volume(self):
+        """The volume node chosen in the selector (``None`` when none)."""
+        return self.volumeSelector.currentNode()
 
     def refresh_volumes(self) -> None:
-        current = get(self.volumeCombo, "currentText")
-        self.volumeCombo.clear()
-        names = [n.GetName() for n in self._volumes()]
-        for name in names:
-            self.volumeCombo.addItem(name)
-        if current in names:
-            self.volumeCombo.setCurrentIndex(names.index(current))
+        """Kept for scripts: the node selectors follow the scene by themselves."""
+        self._update_enabled()
+
+    def on_scene_closed(self) -> None:
+        """File -> Close Scene removed every node: forget the ones this panel held."""
+        self.overlays = []
+        if self.pending is not None:
+            set_status(self.statusLabel, "the scene was closed: the running prediction will be saved in the workspace "
+                                         "but not shown")
         self._update_enabled()
 
     def _finished_tasks(self):
         return [r["name"] for r in wf.task_rows(self.c.workspace)] if self.c.workspace else []
 
     def _update_enabled(self) -> None:
+        """Segment volume: a workspace, no job, a finished task and a volume chosen."""
         idle = self.c.workspace is not None and not self.c.busy
-        has_task = get(self.taskCombo, "count") > 0
+        has_task = bool(get(self.taskCombo, "currentText"))
         self.evaluateButton.setEnabled(idle)
-        self.predictButton.setEnabled(idle and has_task and get(self.volumeCombo, "count") > 0 and self.c.scene is not None)
+        ready = idle and has_task and self.c.scene is not None and self.input_volume() is not None
+        self.predictButton.setEnabled(ready)
+        self.predictButton.setToolTip("" if ready else "needs a finished task model and an input volume")
         self.loadTestButton.setEnabled(idle and has_task and self.c.scene is not None)
 
     def refresh_check(self) -> None:
@@ -140,7 +153,7 @@ class ResultsPanel:
             return
         doc = wf.json_reply(code, out)
         if doc is None:
-            self.statusLabel.setText(wf.last_line(err) or f"medseqft status exited with {code}")
+            set_status(self.statusLabel, wf.last_line(err) or f"medseqft status exited with {code}", error=True)
             return
         rows = training_check_rows(doc)
         fill_table(self.checkTable, rows)
@@ -166,12 +179,12 @@ class ResultsPanel:
             self.taskCombo.addItem(n)
         if current in names:
             self.taskCombo.setCurrentIndex(names.index(current))
-        self.refresh_volumes()
+        self._update_enabled()
 
     # -- actions --------------------------------------------------------------------------
     def on_evaluate(self) -> None:
         if self.c.run_job("evaluate", []):
-            self.statusLabel.setText("evaluating every finished model on every earlier task ...")
+            set_status(self.statusLabel, "evaluating every finished model on every earlier task ...")
 
     def _volume_file(self, volume) -> Path:
         """A file holding the volume: its own file if it has one, else a fresh export."""
@@ -187,18 +200,18 @@ class ResultsPanel:
 
     def on_predict(self) -> None:
         task = get(self.taskCombo, "currentText")
-        index = get(self.volumeCombo, "currentIndex")
-        volumes = self._volumes()
-        if not task or not (0 <= index < len(volumes)):
-            self.c.prompts.error("choose a task model and a volume")
+        volume = self.input_volume()
+        if not task or volume is None:
+            set_status(self.statusLabel, "choose a task model and an input volume", error=True)
             return
-        volume = volumes[index]
         image = self._volume_file(volume)
         out = Path(self.c.workspace) / "predictions" / task
         if self.c.run_job("predict", ["--task", task, "--out", str(out), str(image)]):
-            self.pending = (volume, task, out / f"{_image_stem(image)}.nii.gz" if image.name.endswith(".nii.gz") else None, image)
+            expected = out / f"{_image_stem(image)}.nii.gz" if image.name.endswith(".nii.gz") else None
+            self.pending = {"volume_id": volume.GetID(), "segmentation_id": get(self.segmentationSelector, "currentNodeID"),
+                            "task": task, "expected": expected, "image": image, "generation": self.c.scene_generation}
             self.written = []
-            self.statusLabel.setText(f"segmenting {volume.GetName()} with the {task} model ...")
+            set_status(self.statusLabel, f"segmenting {volume.GetName()} with the {task} model ...")
             self.progress.setValue(0)
 
     def on_job_events(self, events, summary) -> None:
@@ -213,15 +226,17 @@ class ResultsPanel:
 
     def on_job_finished(self, state, summary, command) -> None:
         if command == "evaluate":
-            self.statusLabel.setText(f"evaluation {state}" + (f": {summary.message}" if state != "done" else ""))
+            set_status(self.statusLabel, f"evaluation {state}" + (f": {summary.message}" if state != "done" else ""),
+                       error=state == "failed")
             return
         if command != "predict" or self.pending is None:
             return
-        volume, task, expected, image = self.pending
-        self.pending = None
+        pending, self.pending = self.pending, None
+        task, expected, image = pending["task"], pending["expected"], pending["image"]
         if state != "done":
-            self.statusLabel.setText(f"prediction {state}: {summary.message}")
+            set_status(self.statusLabel, f"prediction {state}: {summary.message}", error=state == "failed")
             return
+        volume = self.c.scene.GetNodeByID(pending["volume_id"]) if pending["generation"] == self.c.scene_generation else None
         out_dir = Path(self.c.workspace) / "predictions" / task
         # the library names outputs after the case: the input's name without suffix and
         # without an nnU-Net channel tag (_0000)
@@ -232,22 +247,29 @@ class ResultsPanel:
         candidates += sorted(p for n in (stem, case) for p in out_dir.glob(f"{n}.*") if not p.name.endswith(".labels.json"))
         pred = next((p for p in candidates if p is not None and p.is_file()), None)
         if pred is None:
-            self.statusLabel.setText(f"prediction finished but no output for {image.name} in {out_dir}")
+            set_status(self.statusLabel, f"prediction finished but no output for {image.name} in {out_dir}", error=True)
             return
-        self.overlay(volume, pred, task)
+        if volume is None:  # removed from the scene, or the scene was closed, while predicting
+            set_status(self.statusLabel, f"prediction saved as {pred}; its input volume is no longer in the scene")
+            return
+        target = self.c.scene.GetNodeByID(pending["segmentation_id"]) if pending["segmentation_id"] else None
+        self.overlay(volume, pred, task, segmentation=target)
 
-    def overlay(self, volume, prediction: Path, task: str):
-        """Show ``prediction`` as a segmentation named after the task's labels, on ``volume``."""
+    def overlay(self, volume, prediction: Path, task: str, segmentation=None):
+        """Show ``prediction`` as a segmentation on ``volume``: segments named after the task's
+        labels and coded with standard terminology; into ``segmentation`` (its segments are
+        replaced) or a new node."""
         from . import scene_glue
 
         labels = wf.read_json_or(prediction.with_name(_image_stem(prediction) + ".labels.json")) \
             or wf.read_task(self.c.workspace, task).get("labels") or {}
         lm = scene_glue.load_labelmap(self.c.scene, prediction, f"{volume.GetName()}_{task}_tmp")
-        seg = scene_glue.import_labels_as_segmentation(self.c.scene, lm, volume, labels, f"{volume.GetName()} {task} prediction")
+        seg = scene_glue.import_labels_as_segmentation(self.c.scene, lm, volume, labels, f"{volume.GetName()} {task} prediction",
+                                                       segmentation=segmentation)
         seg.SetAttribute(PREDICTION_ATTRIBUTE, task)  # never exported as training labels
         scene_glue.show_in_slice_views(self.c.scene, volume, seg)
         self.overlays.append(seg)
-        self.statusLabel.setText(f"{seg.GetName()}: segments {', '.join(scene_glue.segment_names(seg))}")
+        set_status(self.statusLabel, f"{seg.GetName()}: segments {', '.join(scene_glue.segment_names(seg))}")
         return seg
 
     def on_load_test_predictions(self) -> None:
@@ -256,7 +278,7 @@ class ResultsPanel:
         task = get(self.taskCombo, "currentText")
         cases = [c for c in wf.test_case_predictions(self.c.workspace, task) if c["prediction"] and c["image"]]
         if not cases:
-            self.c.prompts.error(f"no saved test-case predictions for {task}; run Evaluate first")
+            set_status(self.statusLabel, f"no saved test-case predictions for {task}; run Evaluate first", error=True)
             return
         labels = wf.read_task(self.c.workspace, task).get("labels") or {}
         for case in cases:
@@ -266,5 +288,4 @@ class ResultsPanel:
             seg.SetAttribute(PREDICTION_ATTRIBUTE, task)
             self.overlays.append(seg)
         scene_glue.show_in_slice_views(self.c.scene, volume, self.overlays[-1])
-        self.statusLabel.setText(f"loaded {len(cases)} test case(s) of {task} with their predictions")
-        self.refresh_volumes()
+        set_status(self.statusLabel, f"loaded {len(cases)} test case(s) of {task} with their predictions")

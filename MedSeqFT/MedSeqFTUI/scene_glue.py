@@ -18,6 +18,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import slicer
 import vtk
 
+from .terminology import TAG_NAME, terminology_entry
+
 __all__ = [
     "SEGMENT_COLORS",
     "segment_color",
@@ -27,6 +29,7 @@ __all__ = [
     "load_case",
     "show_in_slice_views",
     "segment_names",
+    "segment_terminology",
     "export_pairs_to_dataset",
     "safe_case_name",
     "save_volume",
@@ -85,12 +88,18 @@ def load_labelmap(scene, path: str | Path, name: Optional[str] = None):
 
 
 def import_labels_as_segmentation(scene, labelmap_node, reference_volume, labels: Dict[str, int],
-                                  name: str, remove_labelmap: bool = True):
+                                  name: str, remove_labelmap: bool = True, segmentation=None):
     """Turn a label map into a segmentation node overlaid on ``reference_volume``.
 
     Segments get the names of ``labels`` (value -> name; values without a name are called
-    ``label_<v>``) and the colours of ``segment_color``; the segmentation's reference image
-    geometry is the volume's, so it is shown and edited on the volume's grid.
+    ``label_<v>``), the colours of ``segment_color`` and a standard terminology entry
+    (``terminology.terminology_entry``: SNOMED CT codes for known names, Slicer's generic
+    Tissue otherwise); the segmentation's reference image geometry is the volume's, so it is
+    shown and edited on the volume's grid.
+
+    Args:
+        segmentation: an existing ``vtkMRMLSegmentationNode`` to fill (its segments are
+            replaced); ``None`` adds a new node called ``name``.
 
     Returns:
         the ``vtkMRMLSegmentationNode``.
@@ -98,12 +107,16 @@ def import_labels_as_segmentation(scene, labelmap_node, reference_volume, labels
     Raises:
         ValueError: the Segmentations logic could not import the label map.
     """
-    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    created = segmentation is None
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name) if created else segmentation
+    if not created:
+        seg.GetSegmentation().RemoveAllSegments()
     seg.CreateDefaultDisplayNodes()
     if reference_volume is not None:
         seg.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
     if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap_node, seg, ""):
-        scene.RemoveNode(seg)
+        if created:
+            scene.RemoveNode(seg)
         raise ValueError(f"{labelmap_node.GetName()}: cannot be imported as a segmentation")
     by_value = {int(v): str(k) for k, v in labels.items() if int(v) != 0}
     segmentation = seg.GetSegmentation()
@@ -112,6 +125,7 @@ def import_labels_as_segmentation(scene, labelmap_node, reference_volume, labels
         value = int(segment.GetLabelValue())
         segment.SetName(by_value.get(value, f"label_{value}"))
         segment.SetColor(*segment_color(value))
+        segment.SetTag(TAG_NAME, terminology_entry(segment.GetName()))
     if remove_labelmap:
         display = labelmap_node.GetDisplayNode()
         if display is not None:
@@ -167,6 +181,13 @@ def segment_names(segmentation_node) -> List[str]:
     """Names of the segments of a segmentation node, in segment order."""
     seg = segmentation_node.GetSegmentation()
     return [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())]
+
+
+def segment_terminology(segment) -> str:
+    """The serialized terminology entry of a ``vtkSegment`` (``""`` when it has none)."""
+    value = vtk.mutable("")
+    segment.GetTag(TAG_NAME, value)
+    return str(value)
 
 
 def safe_case_name(name: str) -> str:

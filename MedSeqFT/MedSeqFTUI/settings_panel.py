@@ -109,13 +109,14 @@ class AdvancedSettings:
         self.messageLabel.setWordWrap(True)
         form.addRow(self.messageLabel)
         self.section.setProperty("collapsed", True)
-        self.taskCombo.currentIndexChanged.connect(lambda *_: self.render())
-        self.table.itemSelectionChanged.connect(lambda *_: self._update_enabled())
-        self.applyButton.clicked.connect(lambda *_: self.on_apply())
-        self.resetButton.clicked.connect(lambda *_: self.on_reset())
-        self.c.workspaceChanged.connect(lambda *_: self.refresh())
-        self.c.dataChanged.connect(self.refresh)
-        self.c.busyChanged.connect(lambda *_: self._update_enabled())
+        guard = controller.guard
+        guard.connect(self.taskCombo.currentIndexChanged, "Could not show the settings.", lambda *_: self.render())
+        guard.connect(self.table.itemSelectionChanged, "Could not update the settings table.", lambda *_: self._update_enabled())
+        guard.on_click(self.applyButton, "Could not record the settings.", self.on_apply)
+        guard.on_click(self.resetButton, "Could not reset the setting.", self.on_reset)
+        guard.connect(self.c.workspaceChanged, "Could not read the settings.", lambda *_: self.refresh())
+        guard.connect(self.c.dataChanged, "Could not read the settings.", lambda *_: self.refresh())
+        guard.connect(self.c.busyChanged, "Could not update the settings table.", lambda *_: self._update_enabled())
         self._update_enabled()
 
     # -- state ----------------------------------------------------------------------------
@@ -225,7 +226,8 @@ class AdvancedSettings:
             else:
                 self._say(last_line(err) or f"medseqft plan exited with {code}", error=True)
 
-        self.c.run_command(["plan", str(self.c.workspace)] + args, done)
+        if not self.c.run_command(["plan", str(self.c.workspace)] + args, done):
+            self._say("not recorded: MedSeqFT's Python packages are not ready (see the message)", error=True)
 
     def on_apply(self) -> None:
         changes = self.edited()

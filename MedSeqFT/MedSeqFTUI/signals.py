@@ -20,8 +20,10 @@ _log = logging.getLogger(__name__)
 class Signal:
     """Calls every connected callable, in connection order, with the emitted arguments.
 
-    A slot that raises is logged and skipped so one broken listener does not silence the
-    others (a GUI timer callback must never die half-way).
+    The panels connect their listeners through ``Guard.connect`` (guard.py), so a listener that
+    raises is shown to the user in an error display. As a last resort a slot that still raises
+    is logged and skipped, so one broken listener does not silence the others (a GUI timer
+    callback must never die half-way).
     """
 
     def __init__(self) -> None:

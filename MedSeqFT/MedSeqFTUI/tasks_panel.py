@@ -7,15 +7,14 @@ import re
 from pathlib import Path
 from typing import List, Tuple
 
+from .choices import MODALITIES
 from .qtcompat import get, qt
-from .widgets import browse_row, fill_table, finish_section, hbox, make_table, section_layout
+from .widgets import browse_row, fill_table, finish_section, hbox, make_table, section_layout, set_status
 from . import workspace_files as wf
 
-__all__ = ["TasksPanel", "scene_pairs"]
+__all__ = ["TasksPanel", "scene_pairs", "MODALITIES"]
 
 HEADERS = ["task", "cases", "train / test", "labels", "status"]
-#: choices of the modality box; "auto" leaves it to add-task (dataset.json, or guessed from intensities)
-MODALITIES = ["auto", "CT", "MR", "PET", "other"]
 
 
 PREDICTION_ATTRIBUTE = "MedSeqFT.prediction"
@@ -47,10 +46,11 @@ def scene_pairs(scene) -> List[Tuple[object, object]]:
 class TasksPanel:
     def __init__(self, section, controller) -> None:
         self.c = controller
+        guard = controller.guard
         layout = section_layout(section)
         form = qt.QFormLayout()
         row, self.datasetEdit = browse_row("nnU-Net v2 / Decathlon folder, or images/ + labels/",
-                                           lambda start: qt.QFileDialog.getExistingDirectory(None, "Dataset folder", start))
+                                           lambda start: qt.QFileDialog.getExistingDirectory(None, "Dataset folder", start), guard)
         form.addRow("Dataset:", row)
         self.nameEdit = qt.QLineEdit()
         self.nameEdit.setPlaceholderText("task name (default: the dataset's name)")
@@ -69,16 +69,18 @@ class TasksPanel:
         self.table = make_table(HEADERS)
         form.addRow(self.table)
         self.statusLabel = finish_section(layout, form)
-        self.addButton.clicked.connect(lambda *_: self.on_add())
-        self.addSceneButton.clicked.connect(lambda *_: self.on_add_from_scene())
-        self.c.workspaceChanged.connect(lambda *_: self.refresh())
-        self.c.dataChanged.connect(self.refresh)
-        self.c.busyChanged.connect(lambda *_: self._update_enabled())
+        guard.on_click(self.addButton, "Could not add the dataset as a task.", self.on_add)
+        guard.on_click(self.addSceneButton, "Could not add a task from the scene.", self.on_add_from_scene)
+        guard.connect(self.datasetEdit.textChanged, "Could not update the Tasks panel.", lambda *_: self._update_enabled())
+        guard.connect(self.c.workspaceChanged, "Could not list the tasks.", lambda *_: self.refresh())
+        guard.connect(self.c.dataChanged, "Could not list the tasks.", lambda *_: self.refresh())
+        guard.connect(self.c.busyChanged, "Could not update the Tasks panel.", lambda *_: self._update_enabled())
         self._update_enabled()
 
     def _update_enabled(self) -> None:
+        """"Add dataset" needs a workspace and a dataset folder; "from scene" a workspace and a scene."""
         ready = self.c.workspace is not None and not self.c.busy
-        self.addButton.setEnabled(ready)
+        self.addButton.setEnabled(ready and bool(get(self.datasetEdit, "text").strip()))
         self.addSceneButton.setEnabled(ready and self.c.scene is not None)
 
     def add_arguments(self, dataset: str, name: str) -> list:
@@ -89,22 +91,22 @@ class TasksPanel:
 
     def _add(self, dataset: str, name: str) -> None:
         args = self.add_arguments(dataset, name)
-        self.statusLabel.setText(f"checking every file of {dataset} ...")
 
         def done(code, out, err):
             lines = [ln for ln in (out if code == 0 else err).splitlines() if ln.strip()]
             msg = lines[-1] if lines else f"add-task exited with {code}"
-            self.statusLabel.setText(lines[0] if code == 0 and lines else msg)
-            if code != 0:
-                self.c.prompts.error(msg)
+            set_status(self.statusLabel, lines[0] if code == 0 and lines else msg, error=code != 0)
             self.refresh()
 
-        self.c.run_command(args, done)
+        if self.c.run_command(args, done):
+            set_status(self.statusLabel, f"checking every file of {dataset} ...")
+        else:
+            set_status(self.statusLabel, "not added: MedSeqFT's Python packages are not ready (see the message)", error=True)
 
     def on_add(self) -> None:
         dataset = get(self.datasetEdit, "text").strip()
         if not dataset:
-            self.c.prompts.error("choose a dataset folder first")
+            set_status(self.statusLabel, "choose a dataset folder first", error=True)
             return
         self._add(dataset, get(self.nameEdit, "text").strip())
 
@@ -113,7 +115,8 @@ class TasksPanel:
 
         pairs = scene_pairs(self.c.scene)
         if not pairs:
-            self.c.prompts.error("the scene has no segmentation with a reference volume; segment some volumes first")
+            set_status(self.statusLabel, "the scene has no segmentation with a reference volume; segment some volumes first",
+                       error=True)
             return
         name = get(self.nameEdit, "text").strip() or f"scene_task_{len(wf.task_names(self.c.workspace)) + 1}"
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
@@ -121,7 +124,7 @@ class TasksPanel:
         try:
             mapping = scene_glue.export_pairs_to_dataset(self.c.scene, pairs, out)
         except ValueError as exc:
-            self.c.prompts.error(str(exc))
+            set_status(self.statusLabel, str(exc), error=True)
             return
         labels = ", ".join(k for k in mapping if mapping[k])
         self.statusLabel.setText(f"exported {len(pairs)} case(s) with labels {labels} to {out}")

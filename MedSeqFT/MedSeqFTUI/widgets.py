@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Callable, List, Sequence
 
-from .qtcompat import get, qt
+from .qtcompat import IN_SLICER, get, qt
 
-__all__ = ["section_layout", "finish_section", "fill_table", "make_table", "browse_row", "hbox", "find_child"]
+__all__ = ["section_layout", "finish_section", "fill_table", "make_table", "browse_row", "hbox", "find_child",
+           "node_selector", "set_status"]
+
+ERROR_COLOR = "#c62828"
 
 
 def section_layout(section):
@@ -61,8 +64,9 @@ def hbox(*widgets):
     return box
 
 
-def browse_row(placeholder: str, pick: Callable[[str], str]):
-    """``(row widget, line edit)``: a path field and a "Browse..." button calling ``pick``."""
+def browse_row(placeholder: str, pick: Callable[[str], str], guard):
+    """``(row widget, line edit)``: a path field and a "Browse..." button calling ``pick``
+    (connected through ``guard``, a ``Guard``)."""
     edit = qt.QLineEdit()
     edit.setPlaceholderText(placeholder)
     button = qt.QPushButton("Browse...")
@@ -72,8 +76,40 @@ def browse_row(placeholder: str, pick: Callable[[str], str]):
         if chosen:
             edit.setText(chosen)
 
-    button.clicked.connect(lambda *_: on_browse())
+    guard.on_click(button, "Could not open the file dialog.", on_browse)
     return hbox(edit, button), edit
+
+
+def set_status(label, text: str, error: bool = False) -> None:
+    """Show ``text`` in an inline status label (red for an error) instead of a pop-up."""
+    label.setStyleSheet(f"color: {ERROR_COLOR}" if error else "")
+    label.setText(text)
+
+
+def node_selector(node_types: Sequence[str], scene, none_display: str = "", tooltip: str = ""):
+    """A scene-aware node selector: Slicer's ``qMRMLNodeComboBox`` (its PySide6 stand-in outside
+    Slicer) listing the nodes of exactly ``node_types`` in ``scene``; ``none_display`` (if given)
+    is the text of the "no node" entry."""
+    if IN_SLICER:
+        import slicer
+
+        combo = slicer.qMRMLNodeComboBox()
+    else:
+        combo = qt.qMRMLNodeComboBox()
+    combo.nodeTypes = list(node_types)
+    combo.showChildNodeTypes = False  # e.g. no label maps in a scalar-volume selector
+    combo.showHidden = False
+    combo.noneEnabled = bool(none_display)
+    if none_display:
+        combo.noneDisplay = none_display
+    combo.addEnabled = False
+    combo.removeEnabled = False
+    combo.renameEnabled = False
+    combo.selectNodeUponCreation = False
+    if tooltip:
+        combo.setToolTip(tooltip)
+    combo.setMRMLScene(scene)
+    return combo
 
 
 def find_child(root, name: str):

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .choices import BACKBONES, DEMO, FOUNDATION_SOURCES, PRESETS
 from .qtcompat import get, qt
-from .widgets import browse_row, finish_section, hbox, section_layout
+from .widgets import browse_row, finish_section, hbox, section_layout, set_status
 from . import workspace_files as wf
 
-__all__ = ["WorkspacePanel"]
-
-DEMO = "demo (built-in small model)"
-BACKBONES = ["auto (from the model file)", "small_unet", "swin_unetr"]
-PRESETS = ["cpu_demo", "paper"]
+__all__ = ["WorkspacePanel", "DEMO", "BACKBONES", "PRESETS"]
 
 
 class WorkspacePanel:
@@ -23,15 +20,16 @@ class WorkspacePanel:
         self.c = controller
         layout = section_layout(section)
         form = qt.QFormLayout()
+        guard = controller.guard
         row, self.pathEdit = browse_row("folder of the workspace (new or existing)",
-                                        lambda start: qt.QFileDialog.getExistingDirectory(None, "Workspace folder", start))
+                                        lambda start: qt.QFileDialog.getExistingDirectory(None, "Workspace folder", start), guard)
         form.addRow("Workspace:", row)
         self.foundationCombo = qt.QComboBox()
-        self.foundationCombo.addItem(DEMO)
-        self.foundationCombo.addItem("model file...")
+        for source in FOUNDATION_SOURCES:
+            self.foundationCombo.addItem(source)
         frow, self.foundationEdit = browse_row("VoCo .pt/.pth, MONAI model_swinvit.pt or .safetensors",
-                                               lambda start: _file_name(qt.QFileDialog.getOpenFileName(None, "Foundation model", start)))
-        self.foundationCombo.currentIndexChanged.connect(lambda *_: self._update_enabled())
+                                               lambda start: _file_name(qt.QFileDialog.getOpenFileName(None, "Foundation model", start)),
+                                               guard)
         form.addRow("Foundation model:", self.foundationCombo)
         form.addRow("", frow)
         self.backboneCombo = qt.QComboBox()
@@ -50,18 +48,25 @@ class WorkspacePanel:
         form.addRow("Sequence:", self.sequenceLabel)
         self.statusLabel = finish_section(layout, form)
 
-        self.createButton.clicked.connect(lambda *_: self.on_create())
-        self.openButton.clicked.connect(lambda *_: self.on_open())
-        self.c.workspaceChanged.connect(lambda *_: self.refresh())
-        self.c.dataChanged.connect(self.refresh)
-        self.c.busyChanged.connect(lambda *_: self._update_enabled())
+        guard.on_click(self.createButton, "Could not create the workspace.", self.on_create)
+        guard.on_click(self.openButton, "Could not open the workspace.", self.on_open)
+        for signal in (self.foundationCombo.currentIndexChanged, self.pathEdit.textChanged, self.foundationEdit.textChanged):
+            guard.connect(signal, "Could not update the Workspace panel.", lambda *_: self._update_enabled())
+        guard.connect(self.c.workspaceChanged, "Could not show the workspace.", lambda *_: self.refresh())
+        guard.connect(self.c.dataChanged, "Could not show the workspace.", lambda *_: self.refresh())
+        guard.connect(self.c.busyChanged, "Could not update the Workspace panel.", lambda *_: self._update_enabled())
         self._update_enabled()
 
     def _update_enabled(self) -> None:
+        """Create/Open are enabled only with a folder (and a model file when "model file..." is chosen)."""
         use_file = get(self.foundationCombo, "currentIndex") == 1
         self.foundationEdit.setEnabled(use_file)
-        self.createButton.setEnabled(not self.c.busy)
-        self.openButton.setEnabled(not self.c.busy)
+        folder = bool(get(self.pathEdit, "text").strip())
+        model = not use_file or bool(get(self.foundationEdit, "text").strip())
+        self.createButton.setEnabled(not self.c.busy and folder and model)
+        self.openButton.setEnabled(not self.c.busy and folder)
+        self.createButton.setToolTip("" if folder and model else
+                                     "choose a workspace folder" + ("" if model else " and the foundation model file"))
 
     def init_arguments(self, folder: str) -> list:
         """The ``medseqft init`` arguments for the current choices."""
@@ -78,31 +83,35 @@ class WorkspacePanel:
     def on_create(self) -> None:
         folder = get(self.pathEdit, "text").strip()
         if not folder:
-            self.c.prompts.error("choose a workspace folder first")
+            set_status(self.statusLabel, "choose a workspace folder first", error=True)
             return
         if get(self.foundationCombo, "currentIndex") == 1 and not get(self.foundationEdit, "text").strip():
-            self.c.prompts.error("choose the foundation model file, or the demo model")
+            set_status(self.statusLabel, "choose the foundation model file, or the demo model", error=True)
             return
         if wf.is_workspace(folder):
             self.on_open()
             return
-        self.statusLabel.setText("creating the workspace (loading the foundation model)...")
 
         def done(code, out, err):
             if code == 0:
-                self.statusLabel.setText(out.strip().splitlines()[-1] if out.strip() else "workspace created")
+                set_status(self.statusLabel, out.strip().splitlines()[-1] if out.strip() else "workspace created")
                 self.c.open_workspace(folder)
             else:
-                msg = wf.last_line(err) or f"init failed (exit {code})"
-                self.statusLabel.setText(msg)
-                self.c.prompts.error(msg)
+                set_status(self.statusLabel, wf.last_line(err) or f"init failed (exit {code})", error=True)
 
-        self.c.run_command(self.init_arguments(folder), done)
+        if self.c.run_command(self.init_arguments(folder), done):
+            set_status(self.statusLabel, "creating the workspace (loading the foundation model)...")
+        else:
+            set_status(self.statusLabel, "not created: MedSeqFT's Python packages are not ready (see the message)", error=True)
 
     def on_open(self) -> None:
         folder = get(self.pathEdit, "text").strip()
-        if folder and self.c.open_workspace(folder):
-            self.statusLabel.setText(f"opened {folder}")
+        if not folder:
+            set_status(self.statusLabel, "choose a workspace folder first", error=True)
+        elif not wf.is_workspace(folder):
+            set_status(self.statusLabel, f"{folder}: no workspace.json here; create the workspace first", error=True)
+        elif self.c.open_workspace(folder):
+            set_status(self.statusLabel, f"opened {folder}")
 
     def refresh(self) -> None:
         ws = self.c.workspace

@@ -17,7 +17,8 @@ key named by ``$FAKE_CLI_PLAN_REFUSE``; ``$FAKE_CLI_PLAN_DELAY_S`` makes a chang
 ``status --json`` gives each task's ``dice``, ``class_dice`` and ``failed_classes`` from
 ``tasks/<name>/model/record.json`` as ``medseqft status`` does.
 
-``--detach`` prints the job id and returns at once; the worker (this script again with
+``--detach`` prints the job id and returns at once (after ``$FAKE_CLI_DETACH_DELAY_S`` seconds,
+a slow start: the worker is started only then); the worker (this script again with
 ``--worker ID``) appends events to ``WS/jobs/ID/events.jsonl`` and keeps ``status.json``
 (``pid``, ``state``, ``command``) up to date. SIGTERM (what ``cancel`` sends) stops it at
 the next step with a ``cancelled`` event and exit 3; ``--resume`` continues from the last
@@ -206,6 +207,7 @@ def main():
             return worker(args)
         if not args.detach:
             return 2
+        time.sleep(float(os.environ.get("FAKE_CLI_DETACH_DELAY_S", "0")))
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         (ws / "jobs" / job_id).mkdir(parents=True)
         argv = [sys.executable, __file__, "refine", str(ws), "--worker", job_id, "--steps", str(args.steps),

@@ -110,8 +110,7 @@ def test_real_sequence_through_the_panels(tmp_path, artifacts_dir):
     wait_until(lambda: not controller.busy, 300, "evaluate")
     assert controller.summary.final == "done", controller.summary.message
     assert results.metricsTable.rowCount() == 2 and results.forgettingTable.rowCount() >= 2
-    results.refresh_volumes()
-    results.volumeCombo.setCurrentIndex([results.volumeCombo.itemText(i) for i in range(results.volumeCombo.count())].index(case_volume.GetName()))
+    results.volumeSelector.setCurrentNode(case_volume)
     results.taskCombo.setCurrentIndex(results.taskCombo.findText(buffer.current_task()))
     click(results.predictButton)
     wait_until(lambda: not controller.busy, 300, "predict")
