@@ -98,6 +98,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     module = args._module
     args._argv = list(argv) if argv is not None else list(sys.argv[1:])
     try:
+        from ..retention.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            from .torchrun import run_under_torchrun
+
+            return int(run_under_torchrun(args._name, args, module))
         if getattr(module, "JOB", False):
             from ..jobs.runner import execute
 

@@ -12,9 +12,11 @@ DESCRIPTION = (
     "For every task without a finished model, in sequence order: choose its buffer (MDS) if it has none, "
     "then train M_t from M_{t-1} (task 1: full fine-tuning of M0; later tasks: KD-based fine-tuning, "
     "LoRA distillation and merge) and write WS/tasks/<task>/model/. Stages checkpoint regularly; "
-    "after an interruption rerun with --resume to continue where it stopped."
+    "after an interruption rerun with --resume to continue where it stopped. "
+    "Several GPUs or nodes: start it with torchrun (docs/scale_out.md)."
 )
 JOB = True
+DISTRIBUTED = True  # 'torchrun --nproc_per_node N -m MedSeqFTLib refine WS' (docs/scale_out.md)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,10 @@ its own gradient norm.
 Mixed precision: with fp16 one ``GradScaler`` serves every optimiser (PyTorch's multi-optimiser
 recipe: scale each loss, unscale / clip / step each optimiser, one ``update`` per iteration);
 an inf/nan gradient skips the optimiser that holds it and lowers the scale.
+
+Several processes (``retention.distributed``, torchrun): right after each loss's backward the
+gradients of that loss's optimiser are averaged over the ranks, so every rank clips and steps
+the same gradients and the replicas stay identical.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
+
+from .distributed import average_gradients
 
 __all__ = ["OptimizerSpec", "StageOptimizers", "MAIN"]
 
@@ -123,11 +129,13 @@ class StageOptimizers:
         if len(loss) == 1:
             (name, value), = loss.items()
             precision.backward(value)
+            average_gradients(self.params[name])
             precision.step(self.optimizers[name], self.params[name], grad_clip)
             return
         grads, names = {}, list(loss)
         for i, name in enumerate(names):  # every backward before any step: the steps change the weights in place
             precision.backward(loss[name], retain_graph=i < len(names) - 1)
+            average_gradients(self.params[name])
             grads[name] = [p.grad for p in self.params[name]]
             self.zero_grad()  # what this loss left on other optimisers' parameters is not theirs
         for name, opt in self.optimizers.items():

@@ -20,6 +20,11 @@ A finished stage is never trained again: ``run_stage`` loads its result and retu
 interrupted half-way continues from its last checkpoint. Data samplers are re-seeded from
 batch index: a resumed stage draws exactly the patches an uninterrupted run would have drawn
 (toy sources with only ``next_batch`` are re-seeded from ``(seed, step)`` instead).
+
+Under torchrun (``retention.distributed``) every rank runs this loop in lock-step: rank ``r``
+of ``n`` reads batch ``i * n + r`` of each stream, the gradients are averaged after each
+backward, one small all-reduce per step decides checkpoint and cancel for every rank, and rank
+0 alone writes the checkpoint (with every rank's RNG state), ``state.json`` and the result.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Callable, Mapping, Optional
 
 from ..errors import Cancelled
 from ..io.atomic import atomic_write_json, atomic_write_with, read_json
+from . import distributed as ddp
 from .optimizers import OptimizerSpec, StageOptimizers
 
 __all__ = ["StageSpec", "StageLog", "LossCurve", "MemoryMeter", "run_stage", "derive_seed", "stage_state",
@@ -178,7 +184,11 @@ def _save_checkpoint(folder: Path, params: Mapping, optimizer, step: int, device
     import torch
 
     opt_state = optimizer.state_payload() if isinstance(optimizer, StageOptimizers) else {"optimizer": optimizer.state_dict()}
+    ranks = ddp.rng_payload()  # collective: every rank gathers, rank 0 writes
+    if not ddp.is_main():
+        return
     payload = {
+        **ranks,
         "params": {k: p.detach().cpu().clone() for k, p in params.items()},
         **opt_state,
         "step": int(step),
@@ -211,6 +221,7 @@ def _load_checkpoint(folder: Path, params: Mapping, optimizer, device, precision
     precision.load_state_dict(payload.get("scaler") or {})
     if "rng_cuda" in payload and getattr(device, "type", "") == "cuda":
         torch.cuda.set_rng_state(payload["rng_cuda"], device)
+    ddp.restore_rng(payload, path, folder)
     return int(payload["step"])
 
 
@@ -265,7 +276,9 @@ class _Streams:
         base = data_seed if data_seed is not None else spec.data_seed if spec.data_seed is not None else spec.seed
         source = factory(derive_seed(base, tag))
         if not callable(getattr(source, "batch_at", None)):  # an in-order toy source: a fresh seed per (re)start
-            source = factory(derive_seed(spec.seed, tag, start))
+            source = factory(derive_seed(spec.seed, tag, start, *((ddp.rank(),) if ddp.world_size() > 1 else ())))
+        elif ddp.world_size() > 1:
+            source = ddp.ShardedSource(source, ddp.rank(), ddp.world_size())
         stream = BatchStream(source, start, int(spec.workers), pin_memory=getattr(self.device, "type", "") == "cuda")
         self.open.append(stream)
         return stream
@@ -304,7 +317,9 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
     import torch
 
     folder = Path(spec.folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if ddp.is_main():
+        folder.mkdir(parents=True, exist_ok=True)
+    ddp.barrier()  # every rank reads the stage's files as rank 0 left them
     state = stage_state(folder) or {}
     if state.get("done"):
         _load_result(folder, params)
@@ -325,7 +340,8 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
     if resumed:
         start = _load_checkpoint(folder, params, optimizer, device, precision)
     else:
-        torch.manual_seed(derive_seed(spec.seed, "init-rng"))
+        torch.manual_seed(derive_seed(spec.seed, "init-rng", *((ddp.rank(),) if ddp.world_size() > 1 else ())))
+        ddp.broadcast_params(params)  # identical replicas from the start, as DDP does
     curve = LossCurve(total, state.get("losses") if resumed else None)
     prior_time = float(state.get("time_s", 0.0)) if resumed else 0.0
     runs = int(state.get("runs", 0)) + 1 if resumed else 1
@@ -339,7 +355,8 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
                      "time_s": prior_time + time.perf_counter() - t0,
                      "peak_memory_bytes": max(prior_peak, meter.result()), "memory_kind": meter.kind,
                      "losses": curve.points, "runs": runs}
-        atomic_write_json(folder / "state.json", new_state)
+        if ddp.is_main():
+            atomic_write_json(folder / "state.json", new_state)
         return new_state
 
     def checkpoint(step: int) -> None:
@@ -362,9 +379,13 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
             if step % 16 == 0:
                 meter.sample()
             reporter.progress(spec.stage, spec.task, step, total, losses=losses)
-            if time.monotonic() - last_ckpt >= spec.checkpoint_every_s and step < total:
+            due, stop = ddp.control(time.monotonic() - last_ckpt >= spec.checkpoint_every_s and step < total,
+                                    reporter.cancel_requested)
+            if due:
                 checkpoint(step)
                 last_ckpt = time.monotonic()
+            if stop:
+                reporter.request_cancel()  # ranks without the job's reporter stop at the same step
             reporter.check_cancel()
     except (Cancelled, KeyboardInterrupt):
         curve.flush(step)
@@ -375,10 +396,13 @@ def run_stage(spec: StageSpec, params: Mapping, make_step: Callable, reporter, d
     curve.flush(step)
     from ..models.checkpoint import save_safetensors
 
-    save_safetensors(folder / "result.safetensors", {k: p.detach() for k, p in params.items()},
-                     {"kind": "stage_result", "stage": spec.stage, "task": spec.task, "step": step})
+    if ddp.is_main():
+        save_safetensors(folder / "result.safetensors", {k: p.detach() for k, p in params.items()},
+                         {"kind": "stage_result", "stage": spec.stage, "task": spec.task, "step": step})
     final = write_state(step, True)
-    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    if ddp.is_main():
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+    ddp.barrier()
     return StageLog(spec.stage, total, float(final["time_s"]), int(final["peak_memory_bytes"]), meter.kind,
                     curve.points, runs, resumed=resumed,
                     extra={"precision": precision.name, "schedule": recipe.schedule, "grad_clip": float(recipe.grad_clip),

@@ -13,16 +13,22 @@ Resumability: each stage checkpoints into ``WS/tasks/<name>/stages/<stage>/`` (s
 ``retention.trainer``); a finished stage is loaded, not redone; a finished task (status
 ``done`` + model files) is skipped and its files are never touched again. All seeds derive from
 ``config.seed``, the task name and the stage name.
+
+Under torchrun (``retention.distributed``, docs/scale_out.md) every rank runs this sequence: rank
+0 holds the lock, selects the buffers, prepares the cache, validates and writes the task's
+model; the other ranks wait at barriers and train their share of each stage's batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from pathlib import Path
 
 from ..devices import resolve_device
 from ..errors import InputError
+from ..retention import distributed as ddp
 
 __all__ = ["refine_workspace", "resolve_device", "pending_tasks", "partial_tasks", "STAGES"]
 
@@ -74,8 +80,11 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
     from .workspace import Workspace
 
     reporter = reporter or NullReporter()
-    dev = resolve_device(device)
-    with ws.lock("refine"):
+    dev = ddp.init_from_env(device) if ddp.launched_by_torchrun() else resolve_device(device)
+    if ddp.world_size() > 1:
+        ddp.check_same(Workspace.open(ws.root).manifest_path.read_text(encoding="utf-8"), "workspace.json")
+    with ws.lock("refine") if ddp.is_main() else contextlib.nullcontext():
+        ddp.barrier()  # the other ranks read the workspace once rank 0 holds the lock
         ws = Workspace.open(ws.root)  # the manifest as it is now, under the lock
         names = ws.task_names()
         if not names:
@@ -85,6 +94,7 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
             raise InputError(ws.root, f"task {partial[0]!r} was partly refined; rerun with --resume to continue it "
                                       f"(or delete {ws.task_dir(partial[0]) / 'stages'} to start it over)")
         todo = pending_tasks(ws)
+        ddp.barrier()  # every rank decided before rank 0 changes a task's status
         if not todo:
             reporter.log("every task is already refined; nothing to do")
             return []
@@ -125,7 +135,8 @@ def _guard_oom(fn, ws, name, dev):
     # outside the except block so the traceback (and the tensors it holds) are freed
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    ws.set_task_status(name, "failed")
+    if ddp.is_main():
+        ws.set_task_status(name, "failed")
     cfg = ws.task_config(name)
     raise InputError("--device", f"{dev} ran out of memory while refining {name!r} (patch {list(cfg.preprocess.patch_size)}, "
                                  f"batch {cfg.retention.fft.batch_size}/{cfg.retention.kd_fft.batch_size}); lower "
@@ -140,6 +151,12 @@ def _spec(ws, cfg, name: str, stage: str, stage_cfg, dev, data_tag=None):
 
 
 def _buffer_cases(ws, earlier: list[str]) -> tuple[list, dict]:
+    from ..selection.manifest import manifest_path, read_manifest
+
+    return ddp.main_first(lambda: _read_buffer_cases(ws, earlier))  # rank 0 fills the cache
+
+
+def _read_buffer_cases(ws, earlier: list[str]) -> tuple[list, dict]:
     from ..selection.manifest import manifest_path, read_manifest
 
     cases, ids = [], {}
@@ -189,7 +206,9 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     if not manifest_path(ws.task_dir(name)).is_file():
         from ..selection.mds import select_task
 
-        select_task(ws, name, reporter, device=str(dev))
+        if ddp.is_main():
+            select_task(ws, name, reporter, device=str(dev))
+        ddp.barrier()
     t_task = time.perf_counter()
 
     # -- M_{t-1}: encoder (and decoder from task 2 on); new seeded decoder (task 1) and head ----
@@ -215,10 +234,11 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     net.to(dev)
 
     pp = cfg.preprocess
-    task_cases = [case for _, case in ws.prepared(name, "train")]
+    task_cases = [case for _, case in ddp.main_first(lambda: ws.prepared(name, "train"))]
     if not task_cases:
         raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
-    ws.set_task_status(name, "training")  # only now: the checks above leave the workspace as it was
+    if ddp.is_main():
+        ws.set_task_status(name, "training")  # only now: the checks above leave the workspace as it was
     reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
     stages, record_extra, checks = {}, {}, {}
     scales = resolve_scales(len(encoder_out_channels(cfg.arch)), rc.distil_scales)
@@ -245,12 +265,15 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         strategy = "kd_fft"
     encoder_t = net.encoder
     if wants_lora:
-        checks["M_mid"] = check_model(ws, name, net, dev, reporter, which=f"M{index + 1}-mid")
+        checks["M_mid"] = None if not ddp.is_main() else check_model(ws, name, net, dev, reporter, which=f"M{index + 1}-mid")
         encoder_t = _lora_kd_and_merge(ws, cfg, name, e_prev, net.encoder, lora_targets, task_cases, scales, dev,
                                        reporter, stages, record_extra)
         strategy += "+lora_kd+merge"
 
     final = SegNet(encoder_t.to(dev), net.decoder, net.head, net.size_divisor)
+    if not ddp.is_main():
+        ddp.barrier()  # rank 0 validates and writes M_t; the next task starts from its files
+        return
     postprocess = decide_postprocessing(ws, name, final, dev, cfg)
     record_extra["postprocess"] = postprocess
     # the record with this decision is not written yet: hand it to the check directly
@@ -269,6 +292,7 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     ws.set_task_status(name, "done")
     _drop_stage_tensors(ws.task_dir(name) / "stages")
     reporter.log(f"{name}: M{index + 1} written to {model_dir(ws.task_dir(name))}", task=name)
+    ddp.barrier()
 
 
 def _lora_targets(cfg, encoder) -> list[str]:
