@@ -130,8 +130,28 @@ def _merge_timing(parts: Sequence[dict]) -> dict:
     return out
 
 
-def _scores(doc: dict, row: int, col: int) -> dict:
-    return {"dice": doc["dice"][row][col], "hd95": doc["hd95"][row][col]}
+def _scores(doc: dict, row: int, col: int, ws=None) -> dict:
+    """Dice / HD95 of model ``row`` on task ``col``, plus the per-class Dice (``stats``) when ``ws`` is given."""
+    out = {"dice": doc["dice"][row][col], "hd95": doc["hd95"][row][col]}
+    if ws is not None:
+        path = ws.metrics_dir / "results.json"
+        res = read_json(path).get("results", {}) if path.is_file() else {}
+        pair = res.get(doc["tasks"][row], {}).get(doc["tasks"][col], {})
+        out["classes"] = {name: c.get("dice") for name, c in pair.get("classes", {}).items()}
+        out["n_cases"] = pair.get("n_cases")
+    return out
+
+
+def _class_volumes(ws) -> dict:
+    """``{task: {class: median label volume mm^3}}`` from each task's fingerprint (``stats.split_classes``)."""
+    from ..plan.task_plan import fingerprint_path
+
+    out = {}
+    for name in ws.task_names():
+        path = fingerprint_path(ws, name)
+        classes = read_json(path).get("classes", {}) if path.is_file() else {}
+        out[name] = {c: (info.get("mm3") or {}).get("median") for c, info in classes.items()}
+    return out
 
 
 def _evaluate(ws, reporter, device) -> tuple[dict, float]:
@@ -143,19 +163,22 @@ def _evaluate(ws, reporter, device) -> tuple[dict, float]:
     return doc, time.perf_counter() - t0
 
 
-def _single_task_workspaces(folder: Path, foundation: Path, datasets, cfg_fn, settings, train, reporter, device):
+def _single_task_workspaces(folder: Path, foundation: Path, datasets, cfg_fn, settings, train, reporter, device,
+                            volumes: Optional[dict] = None):
     """One workspace per dataset (the parallel setting): train each, evaluate each."""
     from .workspaces import open_or_create
 
     final, timings, eval_s = {}, [], 0.0
+    volumes = volumes if volumes is not None else {}
     for i, dataset in enumerate(datasets):
         ws = open_or_create(folder / f"ws_{i + 1}", foundation, [dataset], cfg_fn, settings, reporter,
                             workspace_overrides(settings))
         train(ws)
         doc, secs = _evaluate(ws, reporter, device)
         eval_s += secs
-        final[doc["tasks"][0]] = _scores(doc, 0, 0)
+        final[doc["tasks"][0]] = _scores(doc, 0, 0, ws)
         timings.append(_timing(ws))
+        volumes.update(_class_volumes(ws))
     return final, _merge_timing(timings), eval_s
 
 
@@ -181,22 +204,29 @@ def run_unit(out: Path, strategy: Strategy, seed: int, settings: BenchmarkSettin
         ws = open_or_create(folder / "ws", m0, datasets, cfg_fn, settings, reporter, workspace_overrides(settings))
         if strategy.kind == "joint":
             train_joint_workspace(ws, reporter=reporter, device=device)
+        elif strategy.regulariser is not None:
+            from .cl_baselines import train_cl_workspace
+
+            train_cl_workspace(ws, strategy.regulariser, settings, reporter=reporter, device=device)
         else:
             refine(ws)
         doc, eval_s = _evaluate(ws, reporter, device)
         last = len(doc["tasks"]) - 1
         result.update({"tasks": doc["tasks"],
-                       "final": {t: _scores(doc, last, j) for j, t in enumerate(doc["tasks"])},
-                       "after_training": {t: _scores(doc, j, j) for j, t in enumerate(doc["tasks"])},
-                       "forgetting": doc, "timing": _merge_timing([_timing(ws)])})
+                       "final": {t: _scores(doc, last, j, ws) for j, t in enumerate(doc["tasks"])},
+                       "after_training": {t: _scores(doc, j, j, ws) for j, t in enumerate(doc["tasks"])},
+                       "forgetting": doc, "timing": _merge_timing([_timing(ws)]), "class_volume_mm3": _class_volumes(ws)})
     elif strategy.kind in ("parallel", "peft"):
         foundation = random_foundation(folder / "random_foundation.safetensors", m0, seed) if strategy.random_foundation else m0
         if strategy.kind == "parallel":
             train = refine
         else:
             train = lambda ws: train_peft_workspace(ws, strategy.peft, strategy.rank, reporter, device)  # noqa: E731
-        final, timing, eval_s = _single_task_workspaces(folder, foundation, datasets, cfg_fn, settings, train, reporter, device)
-        result.update({"tasks": list(final), "final": final, "after_training": final, "forgetting": None, "timing": timing})
+        volumes: dict = {}
+        final, timing, eval_s = _single_task_workspaces(folder, foundation, datasets, cfg_fn, settings, train, reporter,
+                                                        device, volumes)
+        result.update({"tasks": list(final), "final": final, "after_training": final, "forgetting": None, "timing": timing,
+                       "class_volume_mm3": volumes})
     elif strategy.kind == "transfer":
         if transfer_dataset is None:
             raise InputError("--transfer-task", "the transfer strategy needs an unseen task (--transfer-task DIR)")
@@ -236,7 +266,8 @@ def load_results(out: Path, strategies: Optional[Sequence[str]] = None) -> list[
 
 def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], settings: BenchmarkSettings,
                   datasets: Optional[Sequence[Path]] = None, transfer_dataset: Optional[Path] = None,
-                  foundation: str = "demo", device: str = "auto", reporter=None, command: Optional[str] = None) -> dict:
+                  foundation: str = "demo", device: str = "auto", reporter=None, command: Optional[str] = None,
+                  curve: Sequence[int] = ()) -> dict:
     """Run every (seed, strategy) unit not finished yet, then write the tables.
 
     Args:
@@ -250,6 +281,8 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
         device: ``auto``, ``cpu``, ``cuda``...
         reporter: progress / logs / cancel.
         command: the command line, recorded in ``benchmark.json`` and the tables.
+        curve: FFT budgets for the plateau curve (``benchmark.curve``); empty = none run (earlier
+            curve units in ``out`` are still tabulated).
 
     Returns:
         ``{"out", "results": [unit results], "tables": table.write_tables(...) paths, "seconds"}``.
@@ -317,5 +350,9 @@ def run_benchmark(out: Path, strategies: Sequence[str], seeds: Sequence[int], se
             reporter.log(f"{name} seed {seed}: done in {time.perf_counter() - t_unit:.0f} s")
     results = load_results(out, strategies)
     results = [r for r in results if r["seed"] in set(int(s) for s in seeds)]
-    tables = write_tables(out, results, read_json(out / PLAN_FILE))
+    from .curve import load_curve, run_curve
+
+    curve_results = (run_curve(out, curve, seeds, settings, m0, list(datasets), reporter, str(dev)) if curve
+                     else load_curve(out))
+    tables = write_tables(out, results, read_json(out / PLAN_FILE), curve=curve_results)
     return {"out": str(out), "results": results, "tables": tables, "seconds": time.perf_counter() - t0}

@@ -25,6 +25,10 @@ seq_mds         sequential  KD-FFT with an MDS buffer, no LoRA stage (Seq-FT + M
 seq_kg          sequential  full K&G RFT (KD-FFT + LoRA-KD + merge; task 1 FFT + LoRA-KD +
                             merge), random buffer (Seq-FT + K&G)
 medseqft        sequential  MDS buffer + full K&G RFT (MedSeqFT)
+seq_ewc         sequential  Seq-FT + EWC penalty on the encoder (``benchmark.cl_baselines``,
+                            ``retention.ewc``; Lifelong-nnUNet's EWC)
+seq_lwf         sequential  Seq-FT + LwF distillation of the old tasks' decoders/heads
+                            (``benchmark.cl_baselines``, ``retention.lwf``)
 joint           joint       all tasks at once: shared encoder + decoder, one head per task
 transfer        transfer    FFT on an unseen task from M0 and from MedSeqFT's final model
 ==============  ==========  ============================================================
@@ -70,6 +74,8 @@ class Strategy:
         random_foundation: the workspace's M0 is a randomly initialised model (TFS).
         peft: ``"lora"`` or ``"head"`` for kind ``peft``.
         rank: LoRA rank for ``peft == "lora"``.
+        regulariser: ``"ewc"`` or ``"lwf"``: a sequential strategy trained by
+            ``benchmark.cl_baselines`` (Seq-FT + that regulariser) instead of the runner.
     """
 
     name: str
@@ -81,6 +87,7 @@ class Strategy:
     random_foundation: bool = False
     peft: Optional[str] = None
     rank: int = 0
+    regulariser: Optional[str] = None
 
     @property
     def sequential(self) -> bool:
@@ -98,6 +105,8 @@ STRATEGIES = {s.name: s for s in (
     Strategy("seq_mds", "Seq-FT + MDS", "sequential", lora_stage=False, selection="mds"),
     Strategy("seq_kg", "Seq-FT + K&G", "sequential", lora_stage=True, selection="random"),
     Strategy("medseqft", "MedSeqFT (MDS + K&G)", "sequential", lora_stage=True, selection="mds"),
+    Strategy("seq_ewc", "Seq-FT + EWC", "sequential", enabled=False, lora_stage=False, regulariser="ewc"),
+    Strategy("seq_lwf", "Seq-FT + LwF", "sequential", enabled=False, lora_stage=False, regulariser="lwf"),
     Strategy("joint", "Joint multi-task (all data at once)", "joint"),
     Strategy("transfer", "Transfer to an unseen task", "transfer"),
 )}

@@ -241,11 +241,103 @@ def _plot(path: Path, summary: dict) -> Optional[Path]:
     return path
 
 
-def write_tables(out: Path, results: list, plan: dict) -> dict:
+def _test_cases_line(results: list) -> str:
+    from .settings import MIN_TEST_CASES
+
+    n = sorted({int(v["n_cases"]) for r in results for v in (r.get("final") or {}).values()
+                if isinstance(v, dict) and v.get("n_cases") is not None})
+    if not n:
+        return "n/a"
+    warn = f" (fewer than {MIN_TEST_CASES}: per-task numbers are noisy)" if n[0] < MIN_TEST_CASES else ""
+    return ", ".join(str(k) for k in n) + warn
+
+
+def _stats_sections(results: list) -> str:
+    """Large/small classes and the paired differences against FFT with bootstrap CIs (``benchmark.stats``)."""
+    from .stats import METRICS, REFERENCE, SMALL_CLASS_MM3, paired_differences, significance_line
+
+    diffs = paired_differences(results)
+    if not diffs:
+        return "_no finished runs_\n"
+    names = [n for n in DEFAULT_ORDER if n in diffs]
+    lines = [f"Classes split by the median label volume in each task's fingerprint: small < {SMALL_CLASS_MM3 / 1000:g} cm³.",
+             "", "| Strategy | seeds | large classes Dice % | small classes Dice % |", "|---|---|---|---|"]
+    for n in names:
+        large = mean_std(list(diffs[n]["large"]["values"].values()))
+        small = mean_std(list(diffs[n]["small"]["values"].values()))
+        lines.append(f"| {STRATEGIES[n].label} | {len(diffs[n]['final']['values'])} | {_fmt(large[0], large[1], 100.0)} "
+                     f"| {_fmt(small[0], small[1], 100.0)} |")
+    lines += ["", "### Paired per-seed differences against FFT (Dice points; 95 % percentile bootstrap over seeds, "
+              "10,000 resamples)", ""]
+    if REFERENCE not in diffs:
+        return "\n".join(lines + ["_needs the fft strategy for the same seeds_", ""])
+    lines += ["| Strategy | metric | strategy (mean ± sd) | FFT (mean ± sd) | difference | 95 % CI | significant |",
+              "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for n in names:
+        if n == REFERENCE:
+            continue
+        for metric in METRICS:
+            entry, ref = diffs[n][metric], diffs[REFERENCE][metric]
+            ci = entry["ci"]
+            if ci is None:
+                continue
+            seeds = list(entry["diff"])
+            sm = mean_std([entry["values"][k] for k in seeds])
+            fm = mean_std([ref["values"][k] for k in seeds])
+            interval = "-" if ci["low"] is None else f"[{ci['low'] * 100:+.1f}, {ci['high'] * 100:+.1f}]"
+            sig = "n/a" if ci["significant"] is None else ("yes" if ci["significant"] else "no")
+            lines.append(f"| {STRATEGIES[n].label} | {METRICS[metric]} | {_fmt(sm[0], sm[1], 100.0)} | "
+                         f"{_fmt(fm[0], fm[1], 100.0)} | {ci['mean'] * 100:+.1f} | {interval} | {sig} |")
+        verdicts.append("- " + significance_line(STRATEGIES[n].label, "final", diffs[n]["final"]["ci"]))
+    return "\n".join(lines + ["", "Verdict (final average Dice):", ""] + verdicts) + "\n"
+
+
+def _curve_section(curve: Optional[dict]) -> str:
+    """FFT's test Dice at each budget (``run.run_curve``): mean ± sd over seeds, per task and averaged."""
+    if not curve:
+        return "_not recorded (run with --curve B1,B2,...)_\n"
+    budgets = sorted(int(b) for b in curve)
+    tasks = next((list(curve[str(b)][0]["final"]) for b in budgets if curve[str(b)]), [])
+    lines = ["| steps per task | seeds | " + " | ".join(tasks) + " | **Average** |", "|---|---|" + "---|" * (len(tasks) + 1)]
+    for b in budgets:
+        runs = curve[str(b)]
+        cells = [_fmt(*mean_std([r["final"].get(t, {}).get("dice") for r in runs])[:2], 100.0) for t in tasks]
+        avg = mean_std([_avg([r["final"][t]["dice"] for t in tasks]) for r in runs])
+        lines.append(f"| {b} | {len(runs)} | " + " | ".join(cells) + f" | **{_fmt(avg[0], avg[1], 100.0)}** |")
+    return "\n".join(lines) + "\n"
+
+
+def _curve_plot(path: Path, curve: Optional[dict]) -> Optional[Path]:
+    if not curve:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = sorted(int(b) for b in curve if curve[b])
+    stats = [mean_std([_avg([r["final"][t]["dice"] for t in r["final"]]) for r in curve[str(b)]]) for b in budgets]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(budgets, [100 * (m or 0.0) for m, _, _ in stats], yerr=[100 * (s or 0.0) for _, s, _ in stats],
+                marker="o", capsize=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("FFT steps per task")
+    ax.set_ylabel("average test Dice % (mean ± sd over seeds)")
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_tables(out: Path, results: list, plan: dict, curve: Optional[dict] = None) -> dict:
     """Write ``results.md``, ``results.csv`` (long), ``summary.csv`` and ``benchmark.png`` into ``out``.
 
     Returns:
-        ``{"markdown", "csv", "summary_csv", "plot"}`` paths (``plot`` None without results).
+        ``{"markdown", "csv", "summary_csv", "plot", "curve_plot"}`` paths (``plot`` None without
+        results, ``curve_plot`` None without ``curve``).
+
+    ``curve``: ``{str(budget): [FFT unit results]}`` from ``run.run_curve`` (the plateau curve).
     """
     out = Path(out)
     summary = summarise(results)
@@ -260,12 +352,17 @@ def write_tables(out: Path, results: list, plan: dict) -> dict:
         f"Machine: {machine.get('processor')}, {machine.get('cpu_count')} CPUs, torch {machine.get('torch')} "
         f"({machine.get('torch_threads')} threads), device {machine.get('device')}" + (f" ({machine['gpu']})" if machine.get("gpu") else ""),
         "",
+        f"Test cases per task: {_test_cases_line(results)}", "",
         "## Final model on every task: Dice % (mean ± std over seeds)", "",
         _metric_table(summary, "final", "dice", 100.0, 1),
         "## Final model on every task: HD95 mm", "",
         _metric_table(summary, "final", "hd95", 1.0, 2),
         "## Each task right after it was trained (sequential and joint: diagonal of the forgetting matrix): Dice %", "",
         _metric_table(summary, "after", "dice", 100.0, 1, names=seq_names),
+        "## Large and small classes, paired differences against FFT", "",
+        _stats_sections(results),
+        "## FFT plateau: test Dice at several budgets (each a full schedule of that length)", "",
+        _curve_section(curve),
         "## Forgetting matrices", "",
         _forgetting_section(results),
         "## Cost: training time (stages + buffer selection, summed over tasks; mean over seeds) and peak memory", "",
@@ -281,5 +378,6 @@ def write_tables(out: Path, results: list, plan: dict) -> dict:
         "csv": atomic_write_text(out / "results.csv", _long_csv(results)),
         "summary_csv": atomic_write_text(out / "summary.csv", _summary_csv(summary)),
         "plot": _plot(out / "benchmark.png", summary),
+        "curve_plot": _curve_plot(out / "fft_curve.png", curve),
     }
     return {k: (str(v) if v is not None else None) for k, v in paths.items()}

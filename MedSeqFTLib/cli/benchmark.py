@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..benchmark.settings import DEFAULT_SEEDS
 from .options import add_device_argument
 
 HELP = "compare fine-tuning strategies (TFS, FFT, PEFT, Seq-FT, +Random, +MDS, +K&G, MedSeqFT, joint, transfer)"
@@ -21,10 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="unseen task for the transfer experiment (default with phantoms: one extra phantom task)")
     p.add_argument("--strategies", default="all",
                    help="comma list of tfs,fft,lora_r2,lora_r8,head_only,seq_ft,seq_random,seq_mds,seq_kg,medseqft,"
-                        "joint,transfer or 'all' (default)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+                        "seq_ewc,seq_lwf,joint,transfer or 'all' (default)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"number of seeds 0..N-1 (default {DEFAULT_SEEDS}; fewer makes the bootstrap CIs untrustworthy)")
+    p.add_argument("--curve", metavar="B1,B2,...",
+                   help="also run parallel FFT with these steps per task and tabulate its test Dice per budget "
+                        "(the plateau curve, OUT/fft_curve.png)")
     p.add_argument("--out", type=Path, default=Path("medseqft_benchmark"), help="output folder (default ./medseqft_benchmark)")
-    p.add_argument("--preset", default="cpu", help="cpu (default: minutes per strategy on 2 cores) | gpu | tiny")
+    p.add_argument("--preset", default="cpu", help="cpu (default: 16 cases per task, 8 of them test) | gpu | "
+                                                   "cpu_old (the pre-issue-11 recipe) | tiny (tests)")
     p.add_argument("--iterations", type=int, help="steps of every FFT / KD-FFT / PEFT stage (overrides the preset)")
     p.add_argument("--lora-iterations", type=int, help="steps of the LoRA-KD stage (overrides the preset)")
     p.add_argument("--lr", type=float, help="learning rate of FFT / KD-FFT / PEFT / joint (overrides the preset)")
@@ -64,12 +70,16 @@ def run(args, reporter) -> int:
     settings = bench_preset(args.preset, iterations=args.iterations, lora_iterations=args.lora_iterations, lr=args.lr,
                             kd_weight=args.kd_weight, buffer_k=args.buffer_k, patch_size=args.patch_size)
     strategies = parse_strategies(args.strategies)
+    from ..benchmark.curve import parse_budgets
+
+    budgets = parse_budgets(getattr(args, "curve", None))
     for d in list(args.tasks or []) + ([args.transfer_task] if args.transfer_task else []):
         if not Path(d).is_dir():
             raise InputError(d, "task dataset folder not found")
     res = run_benchmark(args.out, strategies, list(range(args.seeds)), settings, datasets=args.tasks,
                         transfer_dataset=args.transfer_task, foundation=args.foundation, device=args.device,
-                        reporter=reporter, command="medseqft " + " ".join(getattr(args, "_argv", []) or []))
+                        reporter=reporter, command="medseqft " + " ".join(getattr(args, "_argv", []) or []),
+                        curve=budgets)
     print(Path(res["tables"]["markdown"]).read_text(encoding="utf-8"))
     print(f"written: {res['tables']['markdown']}, {res['tables']['csv']}, {res['tables']['summary_csv']}, "
           f"{res['tables']['plot']} ({res['seconds']:.0f} s)")
@@ -84,6 +94,8 @@ def _tables_only(out: Path) -> int:
 
     if not (out / PLAN_FILE).is_file():
         raise InputError(out, f"no benchmark here (no {PLAN_FILE}); run 'medseqft benchmark --out {out}' first")
-    tables = write_tables(out, load_results(out), read_json(out / PLAN_FILE))
+    from ..benchmark.curve import load_curve
+
+    tables = write_tables(out, load_results(out), read_json(out / PLAN_FILE), curve=load_curve(out))
     print(Path(tables["markdown"]).read_text(encoding="utf-8"))
     return 0

@@ -21,7 +21,8 @@ from MedSeqFTLib.retention.trainer import derive_seed
 
 SEED = 0
 STEPS = 3  # the tiny preset's iterations: every step of every first stage is compared
-STRATEGIES = ("tfs", "fft", "lora_r2", "head_only", "seq_ft", "seq_random", "seq_mds", "seq_kg", "medseqft", "joint")
+STRATEGIES = ("tfs", "fft", "lora_r2", "head_only", "seq_ft", "seq_random", "seq_mds", "seq_kg", "medseqft", "seq_ewc", "seq_lwf",
+              "joint")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,10 @@ def recorded(tmp_path_factory):
                 seed_to_task.update({derive_seed(SEED, n, "task-data"): n for n in names})
                 if strategy.kind == "joint":
                     train_joint_workspace(ws, device="cpu")
+                elif strategy.regulariser is not None:
+                    from MedSeqFTLib.benchmark.cl_baselines import train_cl_workspace
+
+                    train_cl_workspace(ws, strategy.regulariser, settings, device="cpu")
                 else:
                     refine_workspace(ws, device="cpu")
             else:
