@@ -35,17 +35,28 @@ def dice_per_class(pred, label, n_classes: int) -> list:
     return out
 
 
-def evaluate(net, cases, patch, n_classes, device) -> list:
-    """Mean Dice (%) per foreground class over ``cases`` (prepared, with labels)."""
+def evaluate(net, cases, patch, n_classes, device, detail=None) -> list:
+    """Mean Dice (%) per foreground class over ``cases`` (prepared, with labels).
+
+    ``detail``: a list that receives one line per case and class with the voxel counts of the
+    label, the prediction and their overlap (under- or over-segmentation, misplaced classes).
+    """
     import numpy as np
 
     from MedSeqFTLib.inference.predict import sliding_window_predict
 
     net.eval()
     scores = []
-    for case in cases:
-        pred = sliding_window_predict(net, case.image, patch, device=device, overlap=0.5, sw_batch_size=1)
-        scores.append(dice_per_class(np.asarray(pred), np.asarray(case.label[0]), n_classes))
+    for k, case in enumerate(cases):
+        pred = np.asarray(sliding_window_predict(net, case.image, patch, device=device, overlap=0.5, sw_batch_size=1))
+        label = np.asarray(case.label[0])
+        scores.append(dice_per_class(pred, label, n_classes))
+        if detail is not None:
+            for c in range(1, n_classes):
+                p, g = pred == c, label == c
+                detail.append(f"test case {k} class {c}: label {int(g.sum())} voxels, predicted {int(p.sum())}, "
+                              f"overlap {int((p & g).sum())}, predicted as other classes "
+                              f"{[int((g & (pred == o)).sum()) for o in range(n_classes)]}")
     net.train()
     return [float(np.mean([s[c] for s in scores if s[c] is not None] or [0.0])) for c in range(n_classes - 1)]
 
@@ -67,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--head-prior", type=float, default=None, help="recipe.head_prior (0: PyTorch's default head)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--detail", action="store_true", help="after the last step: voxel counts per test case and class")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
@@ -138,10 +150,13 @@ def main(argv=None) -> int:
         opt.step()
         if (i + 1) % args.every == 0 or i + 1 == args.steps:
             t_train += time.perf_counter() - t0
-            d = evaluate(net, test_cases, tuple(pp.patch_size), n_classes, device)
+            detail = [] if args.detail and i + 1 == args.steps else None
+            d = evaluate(net, test_cases, tuple(pp.patch_size), n_classes, device, detail)
             print(f"| {i + 1} | {t_train:.0f} | " + " | ".join(f"{v:.1f}" for v in d) + f" | {sum(d) / len(d):.1f} |",
                   flush=True)
             t0 = time.perf_counter()
+            for line in detail or []:
+                print(line)
     return 0
 
 
