@@ -57,3 +57,13 @@ def test_buffer_size_default_is_a_fifth_of_training_cases():
     assert SelectionConfig().k_for(10) == 2
     assert SelectionConfig().k_for(3) == 1
     assert SelectionConfig(k=50).k_for(8) == 8
+
+
+def test_cpu_presets_switch_off_the_two_measured_method_parts_and_paper_keeps_them():
+    """docs/recipe.md "Method switches on the CPU presets": measured on the small U-Net."""
+    paper = preset("paper").retention
+    assert (paper.kd_update, paper.first_task_lora) == ("independent", True)
+    for name in ("cpu", "cpu_demo"):
+        r = preset(name).retention
+        assert (r.kd_update, r.first_task_lora) == ("joint", False), name
+        assert not r.lora_on_first_task()

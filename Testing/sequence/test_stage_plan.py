@@ -10,7 +10,7 @@ from MedSeqFTLib.sequence.runner import stage_plan
 
 
 def _ws(**retention):
-    cfg = preset("cpu_demo")
+    cfg = preset("paper")
     cfg.retention = cfg.retention.replace(**retention)
     return SimpleNamespace(config=cfg, task_config=lambda name: cfg)
 
