@@ -151,16 +151,11 @@ def train_cl_workspace(ws, method: str, settings, reporter=None, device: str = "
         InputError: missing foundation or training data.
         errors.Cancelled: cancel requested; rerunning continues.
     """
-    import torch
-
     from ..errors import InputError
     from ..jobs.reporter import NullReporter
-    from ..models.foundation import load_foundation
-    from ..models.registry import build_segnet
     from ..models.segnet import SegNet
-    from ..retention.trainer import derive_seed
     from ..sequence.runner import pending_tasks, resolve_device
-    from ..sequence.task_model import file_sha256, load_previous_parts, save_task_model
+    from ..sequence.task_model import save_task_model, start_network
     from ..sequence.validation import check_model, decide_postprocessing
 
     if method not in REGULARISERS:
@@ -178,20 +173,8 @@ def train_cl_workspace(ws, method: str, settings, reporter=None, device: str = "
             if not [1 for _ in ws.prepared(name, "train")]:
                 raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
             ws.set_task_status(name, "training")
-            torch.manual_seed(derive_seed(cfg.seed, name, "init"))  # the head every strategy starts task t from
-            net = build_segnet(cfg.arch, len(ws.labels(name)), cfg.recipe.head_prior)
-            if index == 0:
-                if not ws.foundation_path.is_file():
-                    raise InputError(ws.foundation_path, "foundation model missing")
-                encoder0, _, _ = load_foundation(ws.foundation_path)
-                net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
-                lineage = {"from": "M0", "from_file": "models/foundation.safetensors",
-                           "from_sha256": file_sha256(ws.foundation_path)}
-            else:
-                enc_state, dec_state = load_previous_parts(ws.task_dir(earlier[-1]))
-                net.encoder.load_state_dict(enc_state, strict=True)
-                net.decoder.load_state_dict(dec_state, strict=True)
-                lineage = {"from": f"M{index} ({earlier[-1]})"}
+            net, lineage = start_network(ws, cfg, index, name, earlier)  # as every strategy starts task t
+            lineage = {"from": lineage["from"]}
             net.to(dev)
             log, fisher_s = _train_task(ws, net, method, index, earlier, name, cfg, settings, reporter, dev)
             final = SegNet(net.encoder, net.decoder, net.head, net.size_divisor)

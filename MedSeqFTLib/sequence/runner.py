@@ -181,17 +181,13 @@ def _check_patch(cfg) -> None:
 
 
 def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -> None:
-    import torch
-
-    from ..models.foundation import load_foundation
-    from ..models.registry import build_encoder, build_segnet, encoder_out_channels
+    from ..models.registry import build_encoder, encoder_out_channels
     from ..retention.fft import train_fft
     from ..retention.kd_fft import train_kd_fft
     from ..retention.losses import resolve_scales
-    from ..retention.trainer import derive_seed
     from ..selection.manifest import manifest_path
     from ..models.segnet import SegNet
-    from .task_model import ENCODER_FILE, file_sha256, load_previous_parts, model_dir, save_task_model
+    from .task_model import model_dir, save_task_model, start_network
     from .validation import check_model, decide_postprocessing
 
     from .stage_setup import sampler_factory
@@ -213,22 +209,7 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
 
     # -- M_{t-1}: encoder (and decoder from task 2 on); new seeded decoder (task 1) and head ----
     n_classes = len(ws.labels(name))
-    torch.manual_seed(derive_seed(cfg.seed, name, "init"))
-    net = build_segnet(cfg.arch, n_classes, cfg.recipe.head_prior)
-    if index == 0:
-        if not ws.foundation_path.is_file():
-            raise InputError(ws.foundation_path, "foundation model missing; re-run 'medseqft init'")
-        encoder0, _, _ = load_foundation(ws.foundation_path)
-        net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
-        lineage = {"from": "M0", "from_file": "models/foundation.safetensors",
-                   "from_sha256": file_sha256(ws.foundation_path)}
-    else:
-        prev = earlier[-1]
-        enc_state, dec_state = load_previous_parts(ws.task_dir(prev))
-        net.encoder.load_state_dict(enc_state, strict=True)
-        net.decoder.load_state_dict(dec_state, strict=True)
-        lineage = {"from": f"M{index} ({prev})", "from_file": f"tasks/{prev}/model/{ENCODER_FILE}",
-                   "from_sha256": file_sha256(model_dir(ws.task_dir(prev)) / ENCODER_FILE)}
+    net, lineage = start_network(ws, cfg, index, name, earlier)
     # E_{t-1}: the frozen KD teacher and the base LoRA-KD puts its adapters into (kept on the CPU until needed)
     e_prev = copy.deepcopy(net.encoder) if (kd or wants_lora) else None
     net.to(dev)

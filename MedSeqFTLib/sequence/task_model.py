@@ -20,7 +20,7 @@ from pathlib import Path
 from ..io.atomic import atomic_write_json
 
 __all__ = ["ENCODER_FILE", "DECODER_FILE", "RECORD_FILE", "model_dir", "file_sha256", "save_task_model",
-           "load_previous_parts", "count_params"]
+           "load_previous_parts", "count_params", "start_network"]
 
 ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
@@ -92,3 +92,41 @@ def load_previous_parts(task_dir: str | Path) -> tuple[dict, dict]:
     dec, _ = load_safetensors(folder / DECODER_FILE)
     decoder = {k[len("decoder."):]: v for k, v in dec.items() if k.startswith("decoder.")}
     return encoder, decoder
+
+
+def start_network(ws, cfg, index: int, name: str, earlier: list):
+    """The network task ``name`` (number ``index``, 0-based) starts from, on the CPU, and its lineage.
+
+    Task 1: M0's encoder, a new decoder; later tasks: E_{t-1} and the decoder of M_{t-1}
+    (``earlier[-1]``); always a new head. Decoder and head are drawn from the seed
+    ``derive_seed(cfg.seed, name, "init")``, so every strategy that trains task ``name`` starts
+    from the same weights (paired comparisons).
+
+    Returns:
+        ``(SegNet, lineage dict)``.
+
+    Raises:
+        InputError: the foundation file is missing.
+    """
+    import torch
+
+    from ..errors import InputError
+    from ..models.foundation import load_foundation
+    from ..models.registry import build_segnet
+    from ..retention.trainer import derive_seed
+
+    torch.manual_seed(derive_seed(cfg.seed, name, "init"))
+    net = build_segnet(cfg.arch, len(ws.labels(name)), cfg.recipe.head_prior)
+    if index == 0:
+        if not ws.foundation_path.is_file():
+            raise InputError(ws.foundation_path, "foundation model missing; re-run 'medseqft init'")
+        encoder0, _, _ = load_foundation(ws.foundation_path)
+        net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
+        return net, {"from": "M0", "from_file": "models/foundation.safetensors",
+                     "from_sha256": file_sha256(ws.foundation_path)}
+    prev = earlier[-1]
+    enc_state, dec_state = load_previous_parts(ws.task_dir(prev))
+    net.encoder.load_state_dict(enc_state, strict=True)
+    net.decoder.load_state_dict(dec_state, strict=True)
+    return net, {"from": f"M{index} ({prev})", "from_file": f"tasks/{prev}/model/{ENCODER_FILE}",
+                 "from_sha256": file_sha256(model_dir(ws.task_dir(prev)) / ENCODER_FILE)}
