@@ -1,7 +1,7 @@
 """Parallel PEFT baselines: M0's encoder frozen, only LoRA (or nothing) in it, decoder + head trained.
 
 The product has no such mode, so this is the smallest extension on top of its pieces: the
-network comes from ``models.registry.build_segnet`` with M0's encoder, LoRA from
+network comes from ``sequence.task_model.start_network`` (M0's encoder), LoRA from
 ``retention.merge.add_lora`` (the layers ``retention.lora_targets`` selects, the same injection
 K&G RFT uses: every Linear of SwinUNETR, every Conv3d of the small U-Net), and the
 training loop is the product's FFT stage (``retention.fft.train_fft`` trains exactly the
@@ -49,13 +49,12 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
     from ..sequence.stage_setup import sampler_factory
     from ..errors import InputError
     from ..jobs.reporter import NullReporter
-    from ..models.foundation import load_foundation
-    from ..models.registry import build_segnet, lora_target_kinds
+    from ..models.registry import lora_target_kinds
     from ..retention.fft import train_fft
     from ..retention.merge import add_lora, lora_parameters, merge_lora
     from ..retention.trainer import derive_seed
     from ..sequence.runner import pending_tasks, resolve_device
-    from ..sequence.task_model import file_sha256, save_task_model
+    from ..sequence.task_model import save_task_model, start_network
 
     if mode not in ("lora", "head") or (mode == "lora" and int(rank) < 1):
         raise ValueError(f"mode must be 'lora' (rank >= 1) or 'head', got {mode!r} rank {rank}")
@@ -68,12 +67,7 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
             cfg = ws.task_config(name)
             pp, stage_cfg = cfg.preprocess, cfg.retention.fft
             ws.set_task_status(name, "training")
-            torch.manual_seed(derive_seed(cfg.seed, name, "init"))
-            net = build_segnet(cfg.arch, len(ws.labels(name)), cfg.recipe.head_prior)
-            if not ws.foundation_path.is_file():
-                raise InputError(ws.foundation_path, "foundation model missing")
-            encoder0, _, _ = load_foundation(ws.foundation_path)
-            net.encoder.load_state_dict(encoder0.state_dict(), strict=True)
+            net, lineage = start_network(ws, cfg, 0, name, [])  # every parallel task starts from M0
             if mode == "lora":
                 torch.manual_seed(derive_seed(cfg.seed, name, "lora-init"))
                 kinds = lora_target_kinds(cfg.arch, cfg.retention.lora_targets)
@@ -95,8 +89,7 @@ def train_peft_workspace(ws, mode: str, rank: int = 0, reporter=None, device: st
             strategy = f"peft_lora_r{rank}" if mode == "lora" else "peft_head_only"
             stages = {"fft": {**log.to_dict(), "trainable_params": n_trainable, "adapter_params": n_adapter}}
             record = {"task": name, "index": ws.task_names().index(name), "strategy": strategy,
-                      "lineage": {"from": "M0", "from_file": "models/foundation.safetensors",
-                                  "from_sha256": file_sha256(ws.foundation_path)},
+                      "lineage": lineage,
                       "stages": stages, "n_classes": len(ws.labels(name)), "labels": ws.labels(name),
                       "device": str(dev), "patch_size": list(pp.patch_size), "seed": int(cfg.seed),
                       "config": cfg.to_dict(), "time_s": round(time.perf_counter() - t0, 3)}
