@@ -79,19 +79,10 @@ def test_lwf_loss_is_zero_for_equal_logits_and_positive_otherwise():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from MedSeqFTLib.benchmark.settings import bench_preset
-    from MedSeqFTLib.config import ArchConfig, PreprocessConfig
-    from MedSeqFTLib.data.phantoms import generate_phantoms
-    from MedSeqFTLib.models.foundation import save_foundation
-    from MedSeqFTLib.models.registry import build_encoder, build_ssl_head
+    from tiny_inputs import make_tiny_inputs
 
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cl")
-    torch.manual_seed(0)
-    arch = ArchConfig(name="small_unet", feature_size=4)
-    m0 = save_foundation(root / "m0.safetensors", build_encoder(arch), build_ssl_head(arch, "masked"), {
-        "arch": arch.to_dict(), "ssl_pretext": "masked",
-        "preprocess": PreprocessConfig(spacing=(3.0, 3.0, 3.0), patch_size=(16, 16, 16)).to_dict()})
-    datasets = [Path(d) for d in generate_phantoms(root / "data", tasks=2, cases=4, seed=0, size=24, test_cases=0)]
+    m0, datasets = make_tiny_inputs(root)
     settings = bench_preset("tiny").replace(iterations=2)
     return root, Path(m0), datasets, settings
 

@@ -36,20 +36,12 @@ def recorded(tmp_path_factory):
     from MedSeqFTLib.benchmark.settings import bench_preset
     from MedSeqFTLib.benchmark.strategies import STRATEGIES as TABLE, configure, workspace_overrides
     from MedSeqFTLib.benchmark.workspaces import open_or_create, random_foundation
-    from MedSeqFTLib.config import ArchConfig, PreprocessConfig
-    from MedSeqFTLib.data.phantoms import generate_phantoms
-    from MedSeqFTLib.models.foundation import save_foundation
-    from MedSeqFTLib.models.registry import build_encoder, build_ssl_head
     from MedSeqFTLib.sequence.runner import refine_workspace
 
-    torch.set_num_threads(1)
+    from tiny_inputs import make_tiny_inputs
+
     root = tmp_path_factory.mktemp("paired")
-    torch.manual_seed(0)
-    arch = ArchConfig(name="small_unet", feature_size=4)
-    m0 = save_foundation(root / "m0.safetensors", build_encoder(arch), build_ssl_head(arch, "masked"), {
-        "arch": arch.to_dict(), "ssl_pretext": "masked",
-        "preprocess": PreprocessConfig(spacing=(3.0, 3.0, 3.0), patch_size=(16, 16, 16)).to_dict()})
-    datasets = [Path(d) for d in generate_phantoms(root / "data", tasks=2, cases=4, seed=0, size=24, test_cases=0)]
+    m0, datasets = make_tiny_inputs(root)
     settings = bench_preset("tiny")
 
     out, current = {}, {}

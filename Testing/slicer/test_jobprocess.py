@@ -3,26 +3,15 @@
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from MedSeqFTUI.events import EventsReader, JobSummary, format_duration
 from MedSeqFTUI.jobprocess import JobProcess, find_running_job, pid_alive
+from job_polling import run_until  # noqa: E402
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_cli.py"))]
-
-
-def run_until(job, predicate, timeout=20.0):
-    events = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += job.poll()
-        if predicate(events):
-            return events
-        time.sleep(0.02)
-    raise AssertionError(f"timed out in state {job.state}; events so far: {events[-3:]}")
 
 
 def test_events_reader_is_incremental_and_keeps_partial_lines(tmp_path):

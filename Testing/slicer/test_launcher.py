@@ -15,20 +15,10 @@ import pytest
 
 from MedSeqFTUI import jobprocess
 from MedSeqFTUI.jobprocess import JobProcess, default_cli_prefix, find_running_job, pid_alive
+from job_polling import run_until  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = [sys.executable, str(HERE / "fake_pythonslicer.py"), str(HERE / "fake_cli.py")]
-
-
-def run_until(job, predicate, timeout=20.0):
-    events = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += job.poll()
-        if predicate(events):
-            return events
-        time.sleep(0.02)
-    raise AssertionError(f"timed out in state {job.state}; events so far: {events[-3:]}")
 
 
 def child_pids(path: Path):
