@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .adapters.config import AdapterConfig
 from .errors import InputError
 
 __all__ = [
@@ -368,6 +369,7 @@ class WorkspaceConfig(_Serialisable):
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     seed: int = 0
     checkpoint_every_s: float = 180.0
 
@@ -381,6 +383,7 @@ _NESTED = {
     ("WorkspaceConfig", "retention"): RetentionConfig,
     ("WorkspaceConfig", "selection"): SelectionConfig,
     ("WorkspaceConfig", "recipe"): RecipeConfig,
+    ("WorkspaceConfig", "adapter"): AdapterConfig,
     ("RetentionConfig", "fft"): StageConfig,
     ("RetentionConfig", "kd_fft"): StageConfig,
     ("RetentionConfig", "lora_kd"): StageConfig,

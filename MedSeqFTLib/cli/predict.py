@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--suffix", default=None, choices=[".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha"],
                    help="output format (default: the input's)")
+    p.add_argument("--transductive", action="store_true",
+                   help="adapter tasks (black-box methods): first adapt the task's modules on these images with its "
+                        "size prior (adapter.transductive_steps steps; the workspace is not changed)")
     add_device_argument(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file per case (channels comma-joined)")
 
@@ -32,7 +35,8 @@ def run(args, reporter) -> int:
     record = ws.task(args.task)
     n_channels = max(1, len(record.get("channel_names") or {}) or ws.config.arch.in_channels)
     cases = parse_image_args(args.images, n_channels)
-    written = predict_files(ws, args.task, cases, args.out, reporter=reporter, suffix=args.suffix, device=args.device)
+    written = predict_files(ws, args.task, cases, args.out, reporter=reporter, suffix=args.suffix, device=args.device,
+                            transductive=args.transductive)
     for path in written:
         print(path)
     return 0

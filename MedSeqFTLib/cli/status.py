@@ -72,11 +72,24 @@ def format_job(j: dict) -> str:
     return head
 
 
+def _base_of(tasks: list, index: int) -> str:
+    """The shared model an adapter task at ``index`` sits on: the latest kg_rft task before it, or M0."""
+    for i in range(index - 1, -1, -1):
+        if tasks[i].get("mode", "kg_rft") != "adapter":
+            return f"M{i + 1}"
+    return "M0"
+
+
 def format_summary(s: dict) -> str:
     lines = [f"workspace {s['root']} (schema {s['schema_version']})",
              f"foundation: {s['foundation'].get('source')} [{s['arch']['name']}, feature size {s['arch']['feature_size']}]"]
-    chain = " -> ".join(["M0"] + [f"M{i + 1}({t['name']})" for i, t in enumerate(s["tasks"]) if t.get("status") == "done"])
+    done = [(i, t) for i, t in enumerate(s["tasks"]) if t.get("status") == "done"]
+    chain = " -> ".join(["M0"] + [f"M{i + 1}({t['name']})" for i, t in done if t.get("mode", "kg_rft") != "adapter"])
     lines.append(f"sequence: {chain}")
+    branches = [f"A{i + 1}({t['name']}: {(t.get('adapter') or {}).get('method')} on {_base_of(s['tasks'], i)})"
+                for i, t in done if t.get("mode") == "adapter"]
+    if branches:
+        lines.append(f"adapter tasks (frozen base + own modules): {', '.join(branches)}")
     if not s["tasks"]:
         lines.append("no tasks yet: medseqft add-task WS DATASET")
     for i, t in enumerate(s["tasks"], 1):
@@ -87,10 +100,15 @@ def format_summary(s: dict) -> str:
         lines.append(f"  {i}. {t['name']} [{t['status']}] {t['format']} {t['modality']}: {t['cases']} cases "
                      f"(train {t['train']} / test {t['test']}, {t['split_method']}), labels {labels}"
                      + (f", {t['warnings']} warning(s)" if t["warnings"] else ""))
+        if t.get("adapter"):
+            ad = t["adapter"]
+            lines.append(f"     adapter task on {_base_of(s['tasks'], i - 1)} (frozen): {ad['method']}"
+                         + (f", {ad['shots']} shot(s)" if ad.get("shots") else ", every training case")
+                         + (", transductive" if ad.get("transductive") else ""))
         if t.get("settings"):
             st = t["settings"]
             lines.append(f"     spacing {st['spacing']} mm, patch {st['patch_size']}, {st['normalization']}, "
-                         f"FFT {st['iterations']} steps at lr {st['lr']:g} ({st['schedule']}), "
+                         f"{st.get('stage', 'FFT')} {st['iterations']} steps at lr {st['lr']:g} ({st['schedule']}), "
                          f"augmentation {'on' if st['augment'] else 'off'}"
                          + (f"; overrides: {', '.join(f'{k}={v}' for k, v in st['overrides'].items())}"
                             if st["overrides"] else ""))

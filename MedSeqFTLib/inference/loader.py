@@ -34,8 +34,10 @@ def is_finished(ws, name: str) -> bool:
         status = ws.task(name).get("status")
     except InputError:
         return False
+    from ..adapters.base import model_files
+
     folder = model_dir(ws, name)
-    return status == "done" and all((folder / f).is_file() for f in (ENCODER_FILE, DECODER_FILE, RECORD_FILE))
+    return status == "done" and all((folder / f).is_file() for f in model_files(ws.task(name)))
 
 
 def require_finished(ws, name: str) -> dict:
@@ -117,19 +119,29 @@ def load_task_model(ws, name: str, encoder_from: Optional[str] = None):
         ws: the ``Workspace``.
         name: task whose decoder and head are used.
         encoder_from: task whose encoder E_t is used (default ``name``); a later task gives
-            "M_t on task ``name``" for the forgetting matrix.
+            "M_t on task ``name``" for the forgetting matrix. An adapter task as ``encoder_from``
+            stands for the shared model at its place (its base's encoder); an adapter task as
+            ``name`` always gives its own model (its frozen base plus its modules).
 
     Raises:
         InputError: unknown or unfinished task(s), or model files that do not fit the
             workspace's architecture.
     """
+    from ..adapters.base import is_adapter_task, shared_source
     from ..models.checkpoint import load_safetensors
     from ..models.registry import build_segnet
 
     require_finished(ws, name)
-    source = encoder_from or name
-    if source != name:
-        require_finished(ws, source)
+    if encoder_from is not None and encoder_from != name:
+        require_finished(ws, encoder_from)
+    if is_adapter_task(ws, name):
+        from ..adapters.files import load_adapter_model
+
+        return load_adapter_model(ws, name)  # its own frozen base, whatever came after it
+    # after an adapter task the shared model is still its base's: that task's encoder
+    source = shared_source(ws, encoder_from or name)
+    if source is None:
+        raise InputError("--task", f"{encoder_from!r} sits on M0 and comes before {name!r}: no shared encoder to combine")
     dec, _ = load_safetensors(model_dir(ws, name) / DECODER_FILE)
     if "head.weight" not in dec:
         raise InputError(model_dir(ws, name) / DECODER_FILE, "no 'head.weight' tensor")

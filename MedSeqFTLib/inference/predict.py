@@ -266,7 +266,7 @@ def write_prediction(img, out_path: Path, labels: dict) -> Path:
 
 
 def predict_files(ws, name: str, images: Sequence[Sequence[Path]], out_dir: Path, reporter=None,
-                  suffix: Optional[str] = None, device: str = "auto") -> list[Path]:
+                  suffix: Optional[str] = None, device: str = "auto", transductive: bool = False) -> list[Path]:
     """``medseqft predict``: segment each case with task ``name``'s model into ``out_dir``.
 
     Args:
@@ -277,6 +277,8 @@ def predict_files(ws, name: str, images: Sequence[Sequence[Path]], out_dir: Path
         reporter: progress as stage ``"predict"``.
         suffix: output format (``".nii.gz"``, ``".nrrd"``, ``".seg.nrrd"``, ``".mha"``); default: the input's.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        transductive: first adapt an adapter task's modules on these images with its size prior
+            (``adapters.transductive``; in memory, the workspace is not changed).
 
     Returns:
         The written label volumes, one per case.
@@ -292,13 +294,25 @@ def predict_files(ws, name: str, images: Sequence[Sequence[Path]], out_dir: Path
     if dup:
         raise InputError("IMAGE", f"several inputs would write the same output {dup[0]}; predict them separately")
     model = load_task_model(ws, name).to(dev)
+    prepared = None
+    if transductive:
+        from ..adapters.transductive import adapt_for_volumes
+
+        prepared = [prepare_case(case, ws, record) for case in images]
+        info = adapt_for_volumes(ws, name, model, [p[0] for p in prepared], dev, reporter)
+        if reporter is not None:
+            reporter.log(f"{name}: transductive adaptation ({info['steps']} steps): predicted proportions "
+                         f"{info['before']} -> {info['after']}, prior {info['target']}", task=name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, (case, out_name) in enumerate(zip(images, names), start=1):
         if reporter is not None:
             reporter.check_cancel()
-        label_img = predict_case(model, case, ws, record, device=dev)
+        if prepared is not None:
+            label_img = predict_prepared(model, prepared[i - 1], ws, record, device=dev)
+        else:
+            label_img = predict_case(model, case, ws, record, device=dev)
         written.append(write_prediction(label_img, out_dir / out_name, record["labels"]))
         if reporter is not None:
             reporter.progress("predict", name, i, len(images), message=str(written[-1]))

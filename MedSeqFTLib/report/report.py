@@ -208,7 +208,11 @@ def _section_param_change(doc: _Doc, ws, out: Path, done: list) -> None:
                 "changes of later steps small, especially in the shallow, general-purpose layers.")
     transitions = []
     prev_name, prev = "M0", (load_foundation_encoder_state(ws) if ws.foundation_path.is_file() else None)
+    from ..adapters.base import is_adapter_task
+
     for name in done:
+        if is_adapter_task(ws, name):
+            continue  # an adapter task leaves the shared encoder as it was
         cur = load_encoder_state(ws, name)
         if prev is not None:
             transitions.append((f"{prev_name} → M[{name}]", layer_changes(prev, cur)))
@@ -294,9 +298,13 @@ def write_report(ws, reporter=None, evaluate: bool = False, device: str = "auto"
     rows = []
     for name in ws.task_names():
         rec = ws.task(name)
-        rows.append([name, rec.get("status"), rec.get("modality"), len(rec.get("split", {}).get("train", [])),
+        mode = rec.get("mode") or "kg_rft"
+        if rec.get("adapter"):
+            ad = rec["adapter"]
+            mode = f"adapter: {ad.get('method')}" + (f", {ad['shots']} shots" if ad.get("shots") else "")
+        rows.append([name, rec.get("status"), mode, rec.get("modality"), len(rec.get("split", {}).get("train", [])),
                      len(rec.get("split", {}).get("test", [])), ", ".join(k for k, v in rec["labels"].items() if v)])
-    doc.table(["task", "status", "modality", "train", "test", "labels"], rows)
+    doc.table(["task", "status", "mode", "modality", "train", "test", "labels"], rows)
 
     _section_metrics(doc, ws, metrics)
     _section_after_training(doc, {name: read_record(ws, name) for name in done})

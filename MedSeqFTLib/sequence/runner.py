@@ -36,11 +36,19 @@ STAGES = ("fft", "kd_fft", "lora_kd", "merge")
 
 
 def _is_done(ws, name: str) -> bool:
-    from .task_model import DECODER_FILE, ENCODER_FILE, RECORD_FILE, model_dir
+    from ..adapters.base import model_files
+    from .task_model import model_dir
 
     folder = model_dir(ws.task_dir(name))
-    return ws.task(name).get("status") == "done" and all((folder / f).is_file()
-                                                         for f in (ENCODER_FILE, DECODER_FILE, RECORD_FILE))
+    record = ws.task(name)
+    return record.get("status") == "done" and all((folder / f).is_file() for f in model_files(record))
+
+
+def shared_tasks(ws, names: list) -> list:
+    """The kg_rft tasks among ``names`` (those that refine the shared model), in order."""
+    from ..adapters.base import is_adapter_task
+
+    return [n for n in names if not is_adapter_task(ws, n)]
 
 
 def pending_tasks(ws) -> list[str]:
@@ -102,13 +110,34 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
             # this task's stages too: each leaves the plan once it starts reporting
             reporter.plan([st for later in todo[i:] for st in stage_plan(ws, names.index(later), later)])
             index = names.index(name)
-            _guard_oom(lambda: _refine_task(ws, index, name, names[:index], reporter, dev), ws, name, dev)
+            _guard_oom(lambda: _refine_one(ws, index, name, reporter, dev), ws, name, dev)
         return todo
+
+
+def _refine_one(ws, index: int, name: str, reporter, dev) -> None:
+    """An adapter task trains its own modules on the current shared model; a kg_rft task refines
+    the shared model from the latest kg_rft task before it (adapter tasks in between change nothing)."""
+    from ..adapters.base import is_adapter_task
+
+    if is_adapter_task(ws, name):
+        from ..adapters.refine import refine_adapter_task
+
+        if ddp.world_size() > 1:
+            raise InputError("torchrun", f"adapter task {name!r}: adapter tasks train on one process; "
+                                         "run 'medseqft refine' without torchrun for it")
+        refine_adapter_task(ws, index, name, reporter, dev)
+        return
+    shared = shared_tasks(ws, ws.task_names()[:index])
+    _refine_task(ws, len(shared), name, shared, reporter, dev, position=index)
 
 
 def stage_plan(ws, index: int, name: str) -> list[tuple[str, str, int]]:
     """``(stage, task, iterations)`` of the training stages task ``index`` will run (for the ETA)."""
-    rc = ws.task_config(name).retention
+    cfg = ws.task_config(name)
+    if name in ws.task_names() and ws.task(name).get("mode") == "adapter":
+        return [("adapter", name, int(cfg.adapter.iterations))]
+    index = len(shared_tasks(ws, ws.task_names()[:index]))
+    rc = cfg.retention
     if index == 0 or not rc.enabled:
         plan = [("fft", name, int(rc.fft.iterations))]
         lora = index == 0 and rc.lora_on_first_task()
@@ -180,7 +209,9 @@ def _check_patch(cfg) -> None:
                                                   f"{cfg.arch.name} backbone")
 
 
-def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -> None:
+def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev, position: int | None = None) -> None:
+    """Refine kg_rft task ``name``: ``index`` counts the kg_rft tasks before it (``earlier``, in
+    order); ``position`` is its place in the whole sequence (default ``index``)."""
     from ..models.registry import build_encoder, encoder_out_channels
     from ..retention.fft import train_fft
     from ..retention.kd_fft import train_kd_fft
@@ -220,7 +251,8 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         raise InputError(ws.task_dir(name) / "task.json", "the task has no training cases")
     if ddp.is_main():
         ws.set_task_status(name, "training")  # only now: the checks above leave the workspace as it was
-    reporter.log(f"refining {name} (task {index + 1} of {len(ws.task_names())})", task=name)
+    position = index if position is None else int(position)
+    reporter.log(f"refining {name} (task {position + 1} of {len(ws.task_names())})", task=name)
     stages, record_extra, checks = {}, {}, {}
     scales = resolve_scales(len(encoder_out_channels(cfg.arch)), rc.distil_scales)
     if not kd:
@@ -246,7 +278,7 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
         strategy = "kd_fft"
     encoder_t = net.encoder
     if wants_lora:
-        checks["M_mid"] = None if not ddp.is_main() else check_model(ws, name, net, dev, reporter, which=f"M{index + 1}-mid")
+        checks["M_mid"] = None if not ddp.is_main() else check_model(ws, name, net, dev, reporter, which=f"M{position + 1}-mid")
         encoder_t = _lora_kd_and_merge(ws, cfg, name, e_prev, net.encoder, lora_targets, task_cases, scales, dev,
                                        reporter, stages, record_extra)
         strategy += "+lora_kd+merge"
@@ -258,21 +290,21 @@ def _refine_task(ws, index: int, name: str, earlier: list[str], reporter, dev) -
     postprocess = decide_postprocessing(ws, name, final, dev, cfg)
     record_extra["postprocess"] = postprocess
     # the record with this decision is not written yet: hand it to the check directly
-    checks["M_t"] = check_model(ws, name, final, dev, reporter, which=f"M{index + 1}",
+    checks["M_t"] = check_model(ws, name, final, dev, reporter, which=f"M{position + 1}",
                                 keep_largest=postprocess["keep_largest"])
     record_extra["validation"] = {k: v for k, v in checks.items() if v is not None}
     record_extra["failed_classes"] = (checks["M_t"] or {}).get("failed", [])
     record = {
-        "task": name, "index": index, "strategy": strategy, "lineage": lineage, "stages": stages,
+        "task": name, "index": position, "mode": "kg_rft", "shared_index": index, "strategy": strategy, "lineage": lineage, "stages": stages,
         "n_classes": n_classes, "labels": ws.labels(name), "device": str(dev),
         "patch_size": list(pp.patch_size), "seed": int(cfg.seed), "config": cfg.to_dict(),
         "time_s": round(time.perf_counter() - t_task, 3), **record_extra,
     }
-    metadata = {"task": name, "index": index, "arch": cfg.arch.to_dict(), "lineage": lineage["from"]}
+    metadata = {"task": name, "index": position, "arch": cfg.arch.to_dict(), "lineage": lineage["from"]}
     save_task_model(ws.task_dir(name), encoder_t.cpu(), net.decoder.cpu(), net.head.cpu(), record, metadata)
     ws.set_task_status(name, "done")
     _drop_stage_tensors(ws.task_dir(name) / "stages")
-    reporter.log(f"{name}: M{index + 1} written to {model_dir(ws.task_dir(name))}", task=name)
+    reporter.log(f"{name}: M{position + 1} written to {model_dir(ws.task_dir(name))}", task=name)
     ddp.barrier()
 
 

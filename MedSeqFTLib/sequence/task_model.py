@@ -98,7 +98,7 @@ def start_network(ws, cfg, index: int, name: str, earlier: list):
     """The network task ``name`` (number ``index``, 0-based) starts from, on the CPU, and its lineage.
 
     Task 1: M0's encoder, a new decoder; later tasks: E_{t-1} and the decoder of M_{t-1}
-    (``earlier[-1]``); always a new head. Decoder and head are drawn from the seed
+    (``earlier[-1]``, the latest kg_rft task: ``index`` and ``earlier`` count kg_rft tasks only); always a new head. Decoder and head are drawn from the seed
     ``derive_seed(cfg.seed, name, "init")``, so every strategy that trains task ``name`` starts
     from the same weights (paired comparisons).
 
@@ -128,5 +128,5 @@ def start_network(ws, cfg, index: int, name: str, earlier: list):
     enc_state, dec_state = load_previous_parts(ws.task_dir(prev))
     net.encoder.load_state_dict(enc_state, strict=True)
     net.decoder.load_state_dict(dec_state, strict=True)
-    return net, {"from": f"M{index} ({prev})", "from_file": f"tasks/{prev}/model/{ENCODER_FILE}",
+    return net, {"from": f"M{ws.task_names().index(prev) + 1} ({prev})", "from_file": f"tasks/{prev}/model/{ENCODER_FILE}",
                  "from_sha256": file_sha256(model_dir(ws.task_dir(prev)) / ENCODER_FILE)}

@@ -178,12 +178,16 @@ class Workspace:
 
     def add_task(self, dataset: str | Path, name: Optional[str] = None, reporter=None,
                  train_fraction: float = 0.8, split_seed: Optional[int] = None,
-                 modality: Optional[str] = None, device: Optional[str] = "auto") -> dict:
+                 modality: Optional[str] = None, device: Optional[str] = "auto", mode: str = "kg_rft",
+                 adapter: Optional[dict] = None) -> dict:
         """Validate a dataset folder, fingerprint and plan it, register it as the next task.
 
         Nothing is written unless the whole dataset validates. ``name=None`` takes the
         dataset's name; ``modality`` (CT, MR, PET, other) is set by ``data.modality.apply_modality``;
         ``device`` is the device the plan sizes the patch for (``medseqft plan`` can re-plan).
+        ``mode`` ``"adapter"`` with ``adapter`` = ``{"method", "shots", "shots_seed",
+        "transductive"}`` (``adapters.config.TaskAdapter``) makes an adapter task; its support
+        cases are drawn here from the training split and recorded.
 
         Raises:
             InputError: bad dataset (see ``data.validate``), empty or duplicate task name, channel
@@ -194,6 +198,20 @@ class Workspace:
         from ..data.split import make_split
         from ..data.validate import validate_dataset
 
+        from ..adapters.config import MODES
+
+        if mode not in MODES:
+            raise InputError("--mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        if (mode == "adapter") != (adapter is not None):
+            raise InputError("--method", "an adapter task needs --method; --method and --shots need --mode adapter")
+        if adapter is not None:  # the method before the (long) validation: a refusal costs nothing
+            from ..adapters.config import TaskAdapter
+            from ..adapters.surgery import check_method
+
+            TaskAdapter(method=adapter.get("method"), shots=adapter.get("shots"),
+                        transductive=bool(adapter.get("transductive", False)))
+            check_method(self.config.arch, adapter.get("method"), any(
+                (self.task(n).get("mode") or "kg_rft") != "adapter" for n in self.task_names()))
         spec = read_dataset(Path(dataset))
         name = _check_task_name(spec.name if name is None else name)
         if name in self.manifest["tasks"] or self.task_dir(name).exists():
@@ -224,6 +242,8 @@ class Workspace:
                        "label": str(Path(c.label).resolve()) if c.label else None} for c in spec.cases],
             "test_only": [{"id": c.id, "images": [str(Path(p).resolve()) for p in c.images]} for c in spec.test_only],
             "split": split,
+            "mode": mode,
+            **({"adapter": self._task_adapter(adapter, split)} if mode == "adapter" else {}),
             "status": "added",
             "warnings": list(warnings),
             "added": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -243,6 +263,15 @@ class Workspace:
         self.save_task(name, record)
         self.update_manifest(lambda m: m["tasks"].append(name))
         return record
+
+    def _task_adapter(self, adapter: dict, split: dict) -> dict:
+        """The validated ``TaskAdapter`` of a new adapter task, with its support drawn from ``split``."""
+        from ..adapters.config import TaskAdapter, draw_support
+
+        ta = TaskAdapter(method=adapter["method"], shots=adapter.get("shots"), shots_seed=int(adapter.get("shots_seed") or 0),
+                         transductive=bool(adapter.get("transductive", False)))
+        ta.support = draw_support(list(split["train"]), ta.shots, ta.shots_seed)
+        return ta.to_dict()
 
     # -- data ------------------------------------------------------------------------------
     def case_ids(self, name: str, split: str = "train") -> list[str]:
@@ -279,8 +308,12 @@ class Workspace:
         except InputError as exc:
             return {"settings_error": str(exc)}
         pp, rc = cfg.preprocess, cfg.retention
+        iterations, lr, stage = rc.fft.iterations, rc.fft.lr, "FFT"
+        if rec.get("adapter"):
+            method = rec["adapter"].get("method")
+            iterations, lr, stage = cfg.adapter.iterations, cfg.adapter.lr_for(method), f"adapter {method}"
         out = {"settings": {"spacing": list(pp.spacing), "patch_size": list(pp.patch_size), "normalization": pp.normalization,
-                            "iterations": rc.fft.iterations, "lr": rc.fft.lr, "schedule": cfg.recipe.schedule,
+                            "stage": stage, "iterations": iterations, "lr": lr, "schedule": cfg.recipe.schedule,
                             "augment": cfg.recipe.augment,
                             "overrides": {**(self.manifest.get("overrides") or {}), **(rec.get("overrides") or {})}}}
         path = model_dir(self.task_dir(name)) / RECORD_FILE
@@ -306,6 +339,9 @@ class Workspace:
                 "labels": rec["labels"], "train": len(rec["split"]["train"]), "test": len(rec["split"]["test"]),
                 "split_method": rec["split"].get("method"), "warnings": len(rec.get("warnings", [])),
                 "buffer": (self.task_dir(name) / "buffer.json").exists(),
+                "mode": rec.get("mode") or "kg_rft",
+                **({"adapter": {k: rec["adapter"].get(k) for k in ("method", "shots", "transductive")}}
+                   if rec.get("adapter") else {}),
                 **self._training_summary(name, rec),
             })
         return {"root": str(self.root), "schema_version": self.manifest["schema_version"],
