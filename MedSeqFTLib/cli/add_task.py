@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", default=None, metavar="{CT,MR,PET,other}",
                    help="modality of the images, case-insensitive; sets it for an images/+labels/ folder (default: "
                         "guessed from intensities) and must agree with dataset.json for nnU-Net/Decathlon")
+    p.add_argument("--channels", default=None, metavar="M1,M2,...",
+                   help="modality of each image channel (CASE_0000, CASE_0001, ...), e.g. CT,PET or T1,T2: names a "
+                        "plain folder's channels, must agree with dataset.json otherwise (docs/modalities.md)")
     p.add_argument("--train-fraction", type=float, default=0.8, help="share of labelled cases used for training (default 0.8)")
     p.add_argument("--split-seed", type=int, default=None, help="seed of the train/test split (default: the workspace seed)")
     mode = p.add_argument_group("task mode (docs/fewshot.md)")
@@ -63,6 +66,13 @@ def run(args, reporter) -> int:
     if args.name is not None and not args.name.strip():
         raise InputError("--name", "must not be empty; leave --name out to use the dataset's name")
     modality = None if args.modality is None else normalise_modality(args.modality, "--modality")
+    channels = None
+    if args.channels is not None:
+        from ..data.modality import parse_channels
+
+        if modality is not None:
+            raise InputError("--channels", "give either --modality or --channels (which names each channel's modality)")
+        channels = parse_channels(args.channels)
     if not 0.0 < args.train_fraction < 1.0:
         raise InputError("--train-fraction", f"must lie strictly between 0 and 1, got {args.train_fraction}")
     mode, adapter = _adapter_args(args)
@@ -71,7 +81,7 @@ def run(args, reporter) -> int:
         ws = Workspace.open(args.workspace)  # re-read under the lock
         rec = ws.add_task(args.dataset, name=args.name, reporter=reporter, train_fraction=args.train_fraction,
                           split_seed=args.split_seed, modality=modality, device=args.device,
-                          mode=mode, adapter=adapter)
+                          mode=mode, adapter=adapter, channels=channels)
     labels = ", ".join(f"{k}={v}" for k, v in rec["labels"].items())
     print(f"added task {rec['name']} ({rec['source']['format']}, {rec['modality']}): {len(rec['cases'])} labelled cases "
           f"(train {len(rec['split']['train'])}, test {len(rec['split']['test'])}), labels {labels}")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .modality import channel_modalities
+
 __all__ = ["Case", "DatasetSpec", "FORMATS"]
 
 FORMATS = ("nnunet", "msd", "plain")
@@ -45,7 +47,8 @@ class DatasetSpec:
         cases: labelled training cases, sorted by id.
         test_only: unlabelled cases (``imagesTs/``, MSD ``test``), sorted by id.
         modality: ``"CT"`` if every channel is named CT, else ``"MR"`` (z-score normalisation);
-            ``modality.apply_modality`` may set ``"PET"`` or ``"other"`` (also z-score).
+            ``modality.apply_modality`` may set ``"PET"`` or ``"other"`` (also z-score). The
+            per-channel modalities are ``channel_modalities``.
         given_split: the dataset's own train/test split (plain ``split.json``), else ``None``.
         warnings: problems noticed while reading that do not stop the import.
     """
@@ -67,6 +70,11 @@ class DatasetSpec:
         return len(self.channel_names)
 
     @property
+    def channel_modalities(self) -> list:
+        """Modality of each channel (``["CT", "PET"]``): what its name states, else ``modality``."""
+        return channel_modalities(self.channel_names, self.modality)
+
+    @property
     def case_ids(self) -> list:
         return [c.id for c in self.cases]
 
@@ -74,6 +82,7 @@ class DatasetSpec:
         """The parts of the spec that ``task.json`` stores (see docs/CONTRACTS.md)."""
         return {"source": {"path": str(self.root), "format": self.format}, "name": self.name,
                 "modality": self.modality, "channel_names": dict(self.channel_names),
+                "channel_modalities": self.channel_modalities,
                 "labels": dict(self.labels), "file_ending": self.file_ending,
                 "cases": [c.to_dict() for c in self.cases],
                 "test_only": [c.to_dict() for c in self.test_only]}

@@ -22,6 +22,7 @@ in ``layout_common``, the records in ``dataset_spec`` and the modality rules in 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Sequence
 
 from ..errors import InputError
 from ..io.atomic import read_json
@@ -31,18 +32,21 @@ from .layout_common import (case_name, check_label_values, group_channels, ignor
 from .layout_msd import read_msd
 from .layout_nnunet import read_nnunet
 from .layout_plain import read_plain
-from .modality import modality_from_channels
+from .modality import apply_channels, modality_from_channels, parse_channels
 
-__all__ = ["Case", "DatasetSpec", "FORMATS", "read_dataset", "modality_from_channels", "check_label_values",
-           "image_files", "case_name", "split_channel", "group_channels", "pair_cases", "parse_channel_names",
-           "parse_labels", "resolve_listed"]
+__all__ = ["Case", "DatasetSpec", "FORMATS", "read_dataset", "modality_from_channels", "parse_channels",
+           "check_label_values", "image_files", "case_name", "split_channel", "group_channels", "pair_cases",
+           "parse_channel_names", "parse_labels", "resolve_listed"]
 
 
-def read_dataset(path: str | Path) -> DatasetSpec:
+def read_dataset(path: str | Path, channels: Optional[Sequence[str]] = None) -> DatasetSpec:
     """Detect the layout of a dataset folder and list its cases (no voxels are read).
 
     Args:
         path: the dataset folder.
+        channels: the ``--channels`` names (``modality.parse_channels("CT,PET")``): a plain folder's
+            files ``CASE_0000``, ``CASE_0001``.. are grouped by them and named after them; an
+            nnU-Net/MSD folder's ``dataset.json`` channel names must agree (``modality.apply_channels``).
 
     Returns:
         A ``DatasetSpec`` with at least one labelled case.
@@ -50,7 +54,8 @@ def read_dataset(path: str | Path) -> DatasetSpec:
     Raises:
         InputError: missing/unreadable/empty folder, unknown layout, malformed or inconsistent
             ``dataset.json``, image without label or label without image, missing channel
-            file, unsupported file format. The message names the file.
+            file, unsupported file format, files or ``dataset.json`` that do not match
+            ``channels``. The message names the file.
     """
     root = Path(path).expanduser().absolute()
     if not root.exists():
@@ -66,17 +71,23 @@ def read_dataset(path: str | Path) -> DatasetSpec:
         if not isinstance(meta, dict):
             raise InputError(meta_path, f"expected a JSON object, got {type(meta).__name__}")
         if "channel_names" in meta or "file_ending" in meta:
-            return read_nnunet(root, meta_path, meta)
+            return _with_channels(read_nnunet(root, meta_path, meta), channels)
         if "training" in meta or "modality" in meta:
-            return read_msd(root, meta_path, meta)
+            return _with_channels(read_msd(root, meta_path, meta), channels)
         raise InputError(meta_path, "neither an nnU-Net v2 dataset.json (needs channel_names, labels, file_ending) "
                                     "nor an MSD one (needs modality, labels, training)")
     if (root / "images").is_dir() or (root / "labels").is_dir():
-        return read_plain(root)
+        return read_plain(root, None if channels is None else list(channels))
     if (root / "imagesTr").is_dir() or (root / "labelsTr").is_dir():
         raise InputError(meta_path, "file not found; an nnU-Net v2 or MSD folder (imagesTr/, labelsTr/) needs its dataset.json")
     raise InputError(root, "no recognisable dataset layout: expected dataset.json with imagesTr/ and labelsTr/ "
                            f"(nnU-Net v2 or MSD) or images/ and labels/ (plain folder){_layout_hint(root, entries)}")
+
+
+def _with_channels(spec: DatasetSpec, channels: Optional[Sequence[str]]) -> DatasetSpec:
+    if channels is not None:
+        apply_channels(spec, list(channels))
+    return spec
 
 
 def _layout_hint(root: Path, entries: list) -> str:

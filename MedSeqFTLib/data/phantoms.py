@@ -32,7 +32,8 @@ from ..errors import InputError
 from ..io.atomic import atomic_write_json
 from .phantom_scene import Scene, prepare_folder, write_case
 
-__all__ = ["TASKS", "PhantomTask", "generate_phantoms", "render_case", "task_spec", "HU"]
+__all__ = ["TASKS", "PhantomTask", "generate_phantoms", "render_case", "task_spec", "task_name", "task_label",
+           "task_labels", "check_arguments", "HU", "T", "TISSUES"]
 
 GENERATOR_VERSION = 2
 # lesion radius range per organ: about a third of the organ's smallest half-axis at most, so a
@@ -73,6 +74,26 @@ TASKS = (
 def task_spec(index: int) -> PhantomTask:
     """The task at 0-based ``index``; the five tasks repeat (with fresh anatomy) after the fifth."""
     return TASKS[index % len(TASKS)]
+
+
+def task_name(index: int) -> str:
+    """``"Liver"`` for task 0, ``"Liver2"`` for task 5 (the second round of the five kinds), ..."""
+    round_ = index // len(TASKS)
+    spec = task_spec(index)
+    return spec.name if round_ == 0 else f"{spec.name}{round_ + 1}"
+
+
+def task_labels(spec: PhantomTask) -> dict:
+    """The ``dataset.json`` labels of ``spec``: ``{"background": 0, <label>: 1, ...}``."""
+    return {"background": 0, **{lab: v for v, (lab, _) in enumerate(spec.labels, start=1)}}
+
+
+def task_label(spec: PhantomTask, tissue: np.ndarray) -> np.ndarray:
+    """The label map of ``spec`` from a ``render_case`` tissue map (same shape, uint8)."""
+    label = np.zeros_like(tissue)
+    for value, (_, names) in enumerate(spec.labels, start=1):
+        label[np.isin(tissue, [T[n] for n in names])] = value
+    return label
 
 
 # ---------------------------------------------------------------- one case
@@ -206,6 +227,21 @@ def _blur_and_noise(rng, hu, spacing) -> np.ndarray:
 
 # ---------------------------------------------------------------- datasets
 
+def check_arguments(cases: int, test_cases: int, size: int, spacing_mm: float) -> None:
+    """Refuse case counts and grids the CT generator cannot honour.
+
+    Raises:
+        InputError: an argument out of range, naming the CLI option.
+    """
+    checks = [(cases >= 1, "--cases", f"must be >= 1, got {cases}"),
+              (test_cases >= 0, "test_cases", f"must be >= 0, got {test_cases}"),
+              (16 <= size <= 256, "--size", f"must lie in [16, 256], got {size}"),
+              (0.5 <= spacing_mm <= 10.0, "--spacing", f"must lie in [0.5, 10] mm, got {spacing_mm}")]
+    for ok, where, problem in checks:
+        if not ok:
+            raise InputError(where, problem)
+
+
 def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0, size: int = 64,
                       spacing_mm: float = 3.0, test_cases: int = 2,
                       progress: Optional[Callable[[int, int, str], None]] = None) -> list[Path]:
@@ -230,20 +266,14 @@ def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0,
     Raises:
         InputError: an argument out of range, or an output dataset folder that holds other data.
     """
-    checks = [(tasks >= 1, "--tasks", f"must be >= 1, got {tasks}"),
-              (cases >= 1, "--cases", f"must be >= 1, got {cases}"),
-              (test_cases >= 0, "test_cases", f"must be >= 0, got {test_cases}"),
-              (16 <= size <= 256, "--size", f"must lie in [16, 256], got {size}"),
-              (0.5 <= spacing_mm <= 10.0, "--spacing", f"must lie in [0.5, 10] mm, got {spacing_mm}")]
-    for ok, where, problem in checks:
-        if not ok:
-            raise InputError(where, problem)
+    if tasks < 1:
+        raise InputError("--tasks", f"must be >= 1, got {tasks}")
+    check_arguments(cases, test_cases, size, spacing_mm)
     out = Path(out)
     total, done, folders = tasks * (cases + test_cases), 0, []
     for t in range(tasks):
         spec = task_spec(t)
-        round_ = t // len(TASKS)
-        name = spec.name if round_ == 0 else f"{spec.name}{round_ + 1}"
+        name = task_name(t)
         folder = out / f"Dataset{t + 1:03d}_Phantom{name}"
         prepare_folder(folder)
         prefix = name.lower()
@@ -252,9 +282,7 @@ def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0,
             hu, tissue, geometry = render_case(rng, spec.organ, size, spacing_mm)
             case_id = f"{prefix}_{i:03d}"
             if i < cases:
-                label = np.zeros_like(tissue)
-                for value, (_, names) in enumerate(spec.labels, start=1):
-                    label[np.isin(tissue, [T[n] for n in names])] = value
+                label = task_label(spec, tissue)
                 write_case(hu, label, geometry, folder / "imagesTr" / f"{case_id}_0000.nii.gz",
                             folder / "labelsTr" / f"{case_id}.nii.gz")
             else:
@@ -262,7 +290,7 @@ def generate_phantoms(out: Path, tasks: int = 3, cases: int = 12, seed: int = 0,
             done += 1
             if progress is not None:
                 progress(done, total, f"{folder.name}: {case_id}")
-        labels = {"background": 0, **{lab: v for v, (lab, _) in enumerate(spec.labels, start=1)}}
+        labels = task_labels(spec)
         atomic_write_json(folder / "dataset.json", {
             "name": f"Phantom{name}",
             "description": f"Synthetic abdominal CT phantoms ({spec.name.lower()} task), MedSeqFT demo data",

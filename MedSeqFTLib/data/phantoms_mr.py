@@ -33,7 +33,9 @@ from ..errors import InputError
 from ..io.atomic import atomic_write_json
 from .phantom_scene import Scene, prepare_folder, write_case
 
-__all__ = ["KIND", "DATASET_NAME", "LABELS", "TISSUES", "T", "MIN_FOV_MM", "render_mr_case", "generate_mr_phantoms"]
+__all__ = ["KIND", "DATASET_NAME", "LABELS", "TISSUES", "T", "MIN_FOV_MM", "MR_STREAM", "render_mr_case",
+           "render_mr_anatomy", "t1_intensities", "acquire", "to_sitk_order", "scene_geometry", "generate_mr_phantoms",
+           "check_mr_arguments", "label_lut"]
 
 GENERATOR_VERSION = 1
 KIND = "mr_brain"
@@ -128,6 +130,26 @@ def render_mr_case(rng: np.random.Generator, size: int = 64, spacing_mm: float =
         before the bias field) and ``tissue`` uint8 (ids of ``TISSUES``) arrays in SimpleITK order
         (Z, Y, X), and a dict with ``origin``, ``spacing``, ``direction`` (LPS, row-major).
     """
+    tissue, scene = render_mr_anatomy(rng, size, spacing_mm)
+    image = t1_intensities(rng, tissue, scene)
+    return to_sitk_order(image), to_sitk_order(tissue), scene_geometry(scene)
+
+
+def to_sitk_order(arr: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) -> SimpleITK's (Z, Y, X), contiguous."""
+    return np.ascontiguousarray(arr.transpose(2, 1, 0))
+
+
+def scene_geometry(scene: Scene) -> dict:
+    """``write_case``'s grid dict (``origin``, ``spacing``, ``direction`` LPS row-major) of ``scene``."""
+    return {"origin": tuple(float(v) for v in scene.origin), "spacing": tuple(float(v) for v in scene.spacing),
+            "direction": tuple(float(v) for v in scene.direction.ravel())}
+
+
+def render_mr_anatomy(rng: np.random.Generator, size: int = 64, spacing_mm: float = 1.5) -> tuple:
+    """The head of ``render_mr_case`` without its contrast: ``(tissue, scene)``, ``tissue`` (X, Y, Z)
+    uint8 ids of ``TISSUES`` on ``scene``'s grid. A contrast (``t1_intensities``, or the T2 of
+    ``phantoms_multimodal``) draws from the same ``rng`` afterwards."""
     scene = Scene(rng, size, spacing_mm, in_plane=(0.9, 1.1), slices=(0.95, 1.35), centre_mm=4.0,
                   warp_mm=1.5, warp_wavelength=(50, 120), bump=0.04, bump_wavelength=(25, 50))
     s = rng.uniform(0.9, 1.1)  # one scale for the whole head: structures keep their size order
@@ -159,17 +181,11 @@ def render_mr_case(rng: np.random.Generator, size: int = 64, spacing_mm: float =
         mask = sides[0][name] | sides[1][name] | (third if name == "csf" else False)
         tissue[mask] = T["deep_grey" if name == "rim" else name]
 
-    image = _intensities(rng, tissue, scene)
-    geometry = {"origin": tuple(float(v) for v in scene.origin), "spacing": tuple(float(v) for v in scene.spacing),
-                "direction": tuple(float(v) for v in scene.direction.ravel())}
-    # (X, Y, Z) -> SimpleITK's (Z, Y, X)
-    return np.ascontiguousarray(image.transpose(2, 1, 0)), np.ascontiguousarray(tissue.transpose(2, 1, 0)), geometry
+    return tissue, scene
 
 
-def _intensities(rng: np.random.Generator, tissue: np.ndarray, scene: Scene) -> np.ndarray:
-    """T1 contrast, blur (0.5-0.8 mm), smooth bias field (up to ~x1.4 across the brain), Rician noise; int16 >= 0."""
-    from scipy.ndimage import gaussian_filter
-
+def t1_intensities(rng: np.random.Generator, tissue: np.ndarray, scene: Scene) -> np.ndarray:
+    """T1 contrast of an (X, Y, Z) tissue map, then ``acquire``; int16 >= 0, (X, Y, Z)."""
     wm, gm = 640.0 * rng.uniform(0.97, 1.03), 420.0 * rng.uniform(0.96, 1.04)
     delta = wm - gm
     lut = np.zeros(len(TISSUES), dtype=np.float32)
@@ -179,7 +195,15 @@ def _intensities(rng: np.random.Generator, tissue: np.ndarray, scene: Scene) -> 
     lut[T["pallidum"]] = lut[T["deep_grey"]] + rng.uniform(0.2, 0.3) * delta
     for name in LABELS:
         lut[T[name]] = lut[T["deep_grey"]] + _CONTRAST_SIGN[name] * rng.uniform(0.05, 0.15) * delta
-    image = lut[tissue]
+    return acquire(rng, lut[tissue], scene, wm)
+
+
+def acquire(rng: np.random.Generator, image: np.ndarray, scene: Scene, reference: float) -> np.ndarray:
+    """Blur (0.5-0.8 mm), smooth bias field (up to ~x1.4 across the brain), Rician noise of 1.5-3 % of
+    ``reference`` (the white-matter level), scanner gain; (X, Y, Z) float -> int16 >= 0."""
+    from scipy.ndimage import gaussian_filter
+
+    wm = reference
     sigma_mm = rng.uniform(0.5, 0.8)
     image = gaussian_filter(image, sigma=[sigma_mm / sp for sp in scene.spacing], mode="nearest")
     image *= np.exp(scene.waves(3, (150, 350), rng.uniform(0.08, 0.2)))  # receive-coil bias field
@@ -188,6 +212,33 @@ def _intensities(rng: np.random.Generator, tissue: np.ndarray, scene: Scene) -> 
     imag = noise * rng.standard_normal(size=image.shape, dtype=np.float32)
     image = np.sqrt(real * real + imag * imag) * np.float32(rng.uniform(0.85, 1.15))  # magnitude, scanner gain
     return np.clip(np.rint(image), 0, 32767).astype(np.int16)
+
+
+def check_mr_arguments(cases: int, test_cases: int, size: int, spacing_mm: float) -> None:
+    """Refuse arguments ``generate_mr_phantoms`` cannot honour.
+
+    Raises:
+        InputError: an argument out of range, or a field of view under ``MIN_FOV_MM`` (it would
+            cut the deep structures), naming the CLI option.
+    """
+    checks = [(cases >= 1, "--cases", f"must be >= 1, got {cases}"),
+              (test_cases >= 0, "test_cases", f"must be >= 0, got {test_cases}"),
+              (16 <= size <= 256, "--size", f"must lie in [16, 256], got {size}"),
+              (0.5 <= spacing_mm <= 4.0, "--spacing", f"must lie in [0.5, 4] mm, got {spacing_mm}"),
+              (size * spacing_mm >= MIN_FOV_MM, "--size",
+               f"field of view {size} x {spacing_mm} mm = {size * spacing_mm:g} mm is below {MIN_FOV_MM:g} mm "
+               f"and would cut the deep structures; use --size >= {int(np.ceil(MIN_FOV_MM / spacing_mm))}")]
+    for ok, where, problem in checks:
+        if not ok:
+            raise InputError(where, problem)
+
+
+def label_lut() -> np.ndarray:
+    """Tissue id -> label value (``LABELS`` are 1..4, every other tissue 0), uint8."""
+    lut = np.zeros(len(TISSUES), dtype=np.uint8)
+    for value, name in enumerate(LABELS, start=1):
+        lut[T[name]] = value
+    return lut
 
 
 def generate_mr_phantoms(out: Path, cases: int = 10, seed: int = 0, size: int = 64, spacing_mm: float = 1.5,
@@ -215,22 +266,11 @@ def generate_mr_phantoms(out: Path, cases: int = 10, seed: int = 0, size: int = 
         InputError: an argument out of range (including a field of view under ``MIN_FOV_MM``,
             which would cut the deep structures), or an output folder that holds other data.
     """
-    checks = [(cases >= 1, "--cases", f"must be >= 1, got {cases}"),
-              (test_cases >= 0, "test_cases", f"must be >= 0, got {test_cases}"),
-              (16 <= size <= 256, "--size", f"must lie in [16, 256], got {size}"),
-              (0.5 <= spacing_mm <= 4.0, "--spacing", f"must lie in [0.5, 4] mm, got {spacing_mm}"),
-              (size * spacing_mm >= MIN_FOV_MM, "--size",
-               f"field of view {size} x {spacing_mm} mm = {size * spacing_mm:g} mm is below {MIN_FOV_MM:g} mm "
-               f"and would cut the deep structures; use --size >= {int(np.ceil(MIN_FOV_MM / spacing_mm))}")]
-    for ok, where, problem in checks:
-        if not ok:
-            raise InputError(where, problem)
+    check_mr_arguments(cases, test_cases, size, spacing_mm)
     folder = Path(out) / DATASET_NAME
     prepare_folder(folder)
     total = cases + test_cases
-    lut = np.zeros(len(TISSUES), dtype=np.uint8)
-    for value, name in enumerate(LABELS, start=1):
-        lut[T[name]] = value
+    lut = label_lut()
     for i in range(total):
         image, tissue, geometry = render_mr_case(np.random.default_rng([seed, MR_STREAM, i]), size, spacing_mm)
         case_id = f"brain_{i:03d}"

@@ -9,8 +9,14 @@ The forward path is a MONAI dictionary pipeline:
                                         otherwise: NormalizeIntensityd(nonzero, channel-wise)
     -> SpatialPadd(to at least the patch size)
 
+The normalisation is chosen per channel from its modality (``data.normalisation``): a CT+PET
+case windows (or z-scores with the CT statistics) its CT channel and z-scores its PET channel.
+Channels of different modalities are split into keys of their own for resampling, cropping and
+normalisation (``SplitDimd`` ... ``ConcatItemsd``); channels of one modality stay one key.
+
 Cropping happens before the intensity step so that CT can find the body in Hounsfield units
-(anything above -500 HU) and MR in raw intensities (anything above 0).
+(anything above -500 HU) and MR in raw intensities (anything above 0); the body is read on one
+channel, the first CT channel if there is one (``normalisation.body_channel``).
 
 The way back (``to_original_space``) needs only the prepared array's RAS affine and the original
 image's grid: the prediction is resampled with nearest neighbour onto the original origin,
@@ -32,6 +38,8 @@ from ..config import PreprocessConfig
 from ..errors import InputError
 from ..io.atomic import atomic_write_with
 from .imageio import Geometry, ras_array_to_sitk, read_header
+from .normalisation import (CROP_MARGIN, CT_BODY_HU, as_channel_modalities, body_channel, body_select_fn,
+                            channel_schemes, is_ct, normalise_steps)
 
 __all__ = [
     "PreparedCase",
@@ -47,8 +55,7 @@ __all__ = [
 ]
 
 CACHE_VERSION = 1
-CT_BODY_HU = -500.0  # air is about -1000 HU, lung about -850..-500, fat -100: the body is above
-CROP_MARGIN = 2  # voxels kept around the body when cropping
+Modality = Union[str, Sequence[str]]  # one name for every channel, or one per channel
 
 
 @dataclass
@@ -72,64 +79,44 @@ class PreparedCase:
         return tuple(self.image.shape[1:])
 
 
-def is_ct(modality: str) -> bool:
-    """``True`` for ``"CT"`` (any case); every other modality is normalised like MR.
+def _transforms(cfg: PreprocessConfig, modalities: list, with_label: bool):
+    """The MONAI pipeline for channels of ``modalities`` (one per channel)."""
+    from monai.transforms import Compose, CropForegroundd, EnsureChannelFirstd, Orientationd, Spacingd, SpatialPadd
 
-    Raises:
-        InputError: empty modality.
-    """
-    if not isinstance(modality, str) or not modality.strip():
-        raise InputError("modality", f"needs a name such as 'CT' or 'MR', got {modality!r}")
-    return modality.strip().upper() == "CT"
-
-
-def _ct_body(x):
-    return x > CT_BODY_HU
-
-
-def _positive(x):
-    return x > 0
-
-
-def _transforms(cfg: PreprocessConfig, modality: str, with_label: bool):
-    from monai.transforms import (
-        Compose,
-        CropForegroundd,
-        EnsureChannelFirstd,
-        NormalizeIntensityd,
-        Orientationd,
-        ScaleIntensityRanged,
-        Spacingd,
-        SpatialPadd,
-        ThresholdIntensityd,
-    )
-
-    keys = ["image", "label"] if with_label else ["image"]
-    modes = ["bilinear", "nearest"] if with_label else ["bilinear"]
-    ct = is_ct(modality)
-    steps = [
-        EnsureChannelFirstd(keys),
-        Orientationd(keys, axcodes="RAS", labels=None),  # None: follow the MetaTensor space (RAS)
-        # outside the source grid: CT repeats its border (0 HU would be tissue), MR and labels get 0
-        Spacingd(keys, pixdim=cfg.spacing, mode=modes, padding_mode=["border" if ct else "zeros", "zeros"][:len(keys)],
-                 dtype=np.float32),
-    ]
-    if cfg.crop_foreground:
-        steps.append(CropForegroundd(keys, source_key="image", select_fn=_ct_body if ct else _positive,
-                                     margin=CROP_MARGIN, allow_smaller=True))
-    if ct and cfg.normalization == "window":
-        low, high = cfg.ct_window
-        steps.append(ScaleIntensityRanged("image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
-    elif ct and cfg.normalization == "ct_zscore":
-        # nnU-Net's CT scheme: clip to the dataset's foreground 0.5/99.5 percentiles, then z-score
-        # with the foreground mean and std (the same numbers for every case)
-        low, high, mean, std = cfg.ct_stats
-        steps.append(ThresholdIntensityd("image", threshold=low, above=True, cval=low))
-        steps.append(ThresholdIntensityd("image", threshold=high, above=False, cval=high))
-        steps.append(NormalizeIntensityd("image", subtrahend=mean, divisor=std))
+    schemes = channel_schemes(modalities, cfg.normalization)
+    body = body_channel(modalities)
+    label_keys = ["label"] if with_label else []
+    steps = [EnsureChannelFirstd(["image", *label_keys]),
+             Orientationd(["image", *label_keys], axcodes="RAS", labels=None)]  # None: the MetaTensor space (RAS)
+    if len(set(schemes)) == 1 and len({is_ct(m) for m in modalities}) == 1:
+        image_keys = ["image"]
+        ct = [is_ct(modalities[0])]
     else:
-        steps.append(NormalizeIntensityd("image", nonzero=True, channel_wise=True))
-    steps.append(SpatialPadd(keys, spatial_size=cfg.patch_size, mode="constant"))
+        # channels of different modalities resample, pad and normalise each on its own key
+        from monai.transforms import SplitDimd
+
+        image_keys = [f"image_{k}" for k in range(len(modalities))]
+        ct = [is_ct(m) for m in modalities]
+        steps.append(SplitDimd("image", output_postfixes=[str(k) for k in range(len(modalities))], dim=0))
+    keys = image_keys + label_keys
+    # outside the source grid: CT repeats its border (0 HU would be tissue), others and labels get 0
+    steps.append(Spacingd(keys, pixdim=cfg.spacing, mode=["bilinear"] * len(image_keys) + ["nearest"] * len(label_keys),
+                          padding_mode=["border" if c else "zeros" for c in ct] + ["zeros"] * len(label_keys),
+                          dtype=np.float32))
+    if cfg.crop_foreground:
+        # the body is found on one channel (body_channel says why) and every key is cut to it
+        source, channels = ("image", [body]) if image_keys == ["image"] else (image_keys[body], None)
+        steps.append(CropForegroundd(keys, source_key=source, select_fn=body_select_fn(modalities[body]),
+                                     channel_indices=channels, margin=CROP_MARGIN, allow_smaller=True))
+    if image_keys == ["image"]:
+        steps += normalise_steps("image", schemes[0], cfg)
+    else:
+        from monai.transforms import ConcatItemsd, DeleteItemsd
+
+        for key, scheme in zip(image_keys, schemes):
+            steps += normalise_steps(key, scheme, cfg)
+        steps += [ConcatItemsd(image_keys, "image", dim=0), DeleteItemsd(image_keys)]
+    steps.append(SpatialPadd(["image", *label_keys], spatial_size=cfg.patch_size, mode="constant"))
     return Compose(steps)
 
 
@@ -159,9 +146,10 @@ def _load(image_paths: Sequence[Path], label_path: Optional[Path]) -> tuple[dict
     return loaded, geometry
 
 
-def _run(image_paths, label_path, cfg: PreprocessConfig, modality: str) -> PreparedCase:
+def _run(image_paths, label_path, cfg: PreprocessConfig, modality: Modality) -> PreparedCase:
+    modalities = as_channel_modalities(modality, len(image_paths))
     data, geometry = _load(image_paths, label_path)
-    out = _transforms(cfg, modality, label_path is not None)(data)
+    out = _transforms(cfg, modalities, label_path is not None)(data)
     image = out["image"]
     label = None
     if label_path is not None:
@@ -178,27 +166,31 @@ def _run(image_paths, label_path, cfg: PreprocessConfig, modality: str) -> Prepa
 
 
 def prepare_case(image_paths: Sequence[Path], label_path: Optional[Path], cfg: PreprocessConfig,
-                 modality: str) -> PreparedCase:
+                 modality: Modality) -> PreparedCase:
     """Load and preprocess one case.
 
     Args:
         image_paths: one file per channel (nnU-Net ``_0000``, ``_0001``...), same grid.
         label_path: integer label map on the same grid as the images, or ``None``.
-        cfg: target spacing, CT window, patch size, foreground cropping.
-        modality: ``"CT"`` (HU window -> [0, 1]) or anything else (z-score inside the body).
+        cfg: target spacing, CT window/statistics, normalisation of CT channels, patch size,
+            foreground cropping.
+        modality: one name for every channel (``"CT"``: ``cfg.normalization``; anything else:
+            z-score inside the body), or one per channel (``["CT", "PET"]``, the task's
+            ``channel_modalities``), each channel then normalised by its own.
 
     Returns:
         A ``PreparedCase``; image (C, X, Y, Z) float32, label (1, X, Y, Z) uint8 or ``None``.
 
     Raises:
-        InputError: unreadable file, label grid different from the image grid, empty modality.
+        InputError: unreadable file, channel or label grid different from the first image's, an
+            empty modality, or a modality list of another length than ``image_paths``.
     """
     return _run(image_paths, label_path, cfg, modality)
 
 
 def prepare_image_for_inference(image_paths: Sequence[Path], cfg: PreprocessConfig,
-                                modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocess images without a label, exactly as for training.
+                                modality: Modality) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocess images without a label, exactly as for training (``modality`` as in ``prepare_case``).
 
     Returns:
         ``(image, affine)``: (C, X, Y, Z) float32 and its 4x4 RAS affine, to be given to
@@ -298,8 +290,11 @@ def load_prepared(path: str | Path) -> PreparedCase:
     return _load_npz(Path(path))[0]
 
 
-def cache_key(image_paths: Sequence[Path], label_path: Optional[Path], cfg: PreprocessConfig, modality: str) -> str:
-    """Hash of everything a prepared case depends on: the sources' size and mtime, the settings."""
+def cache_key(image_paths: Sequence[Path], label_path: Optional[Path], cfg: PreprocessConfig,
+              modality: Modality) -> str:
+    """Hash of everything a prepared case depends on: the sources' size and mtime, the settings,
+    and (several channels) each channel's scheme and the channel the body is found on."""
+    modalities = as_channel_modalities(modality, len(image_paths))
     sources = []
     for p in [*image_paths, *([label_path] if label_path is not None else [])]:
         p = Path(p)
@@ -310,13 +305,18 @@ def cache_key(image_paths: Sequence[Path], label_path: Optional[Path], cfg: Prep
         sources.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
     settings = cfg.to_dict()
     settings.pop("pos_fraction", None)  # sampling only, the arrays do not depend on it
-    blob = json.dumps({"v": CACHE_VERSION, "cfg": settings, "modality": "CT" if is_ct(modality) else "MR",
-                       "sources": sources}, sort_keys=True)
+    # one channel keeps the key of before, so existing caches stay valid
+    content = {"v": CACHE_VERSION, "cfg": settings, "modality": "CT" if is_ct(modalities[0]) else "MR",
+               "sources": sources}
+    if len(modalities) > 1:
+        content["channels"] = {"schemes": channel_schemes(modalities, cfg.normalization),
+                               "ct": [is_ct(m) for m in modalities], "body": body_channel(modalities)}
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def prepare_cached(case_id: str, image_paths: Sequence[Path], label_path: Optional[Path], cfg: PreprocessConfig,
-                   modality: str, cache_dir: str | Path) -> PreparedCase:
+                   modality: Modality, cache_dir: str | Path) -> PreparedCase:
     """``prepare_case`` through a cache file ``cache_dir/<case_id>.npz``.
 
     The cache is reused only if the source files (size, modification time) and the settings

@@ -87,7 +87,9 @@ def _headers(case, max_voxels: int) -> None:
         _check_header(path, header, max_voxels, "image")
         problem = _grid_problem(first.geometry, header.geometry)
         if problem is not None:
-            raise InputError(path, f"channel grid differs from {first_path.name} of case {case.id!r}: {problem}")
+            # PET and MR sequences often come on their own grids; the network needs one voxel grid
+            raise InputError(path, f"channel grid differs from {first_path.name} of case {case.id!r}: {problem}; "
+                                   "every channel of a case must lie on one grid (resample it, e.g. PET onto the CT, first)")
     if case.label is not None:
         header = read_header(case.label)
         _check_header(case.label, header, max_voxels, "label map")
@@ -293,5 +295,10 @@ def _fill_plain(spec: DatasetSpec, seen: dict, minima: list, warnings: list) -> 
         spec.channel_names = guessed
         spec.modality = modality_from_channels(guessed)
         lows = ", ".join(f"{m:g}" for m in minima[: spec.num_channels])
-        warnings.append(f"{spec.root}: modality guessed as {spec.modality} from the lowest intensity "
-                        f"({lows}; CT if <= {CT_MIN_THRESHOLD:g}); pass --modality to set it")
+        if spec.num_channels == 1:
+            warnings.append(f"{spec.root}: modality guessed as {spec.modality} from the lowest intensity "
+                            f"({lows}; CT if <= {CT_MIN_THRESHOLD:g}); pass --modality to set it")
+        else:
+            warnings.append(f"{spec.root}: channel modalities guessed as {','.join(guessed.values())} from the lowest "
+                            f"intensity per channel ({lows}; CT if <= {CT_MIN_THRESHOLD:g}); pass --channels "
+                            "(e.g. --channels CT,PET) to set them")

@@ -126,12 +126,13 @@ def prepare_case(image_paths: Sequence[Path], ws, task_record: dict):
         InputError: an unreadable image or channel files whose grids differ.
     """
     from ..data.imageio import read_image
+    from ..data.modality import preprocessing_modality
     from ..data.preprocess import prepare_image_for_inference
 
     paths = [Path(p) for p in image_paths]
     reference = read_image(paths[0])
     array, affine = prepare_image_for_inference(paths, ws.task_config(task_record["name"]).preprocess,
-                                                task_record["modality"])
+                                                preprocessing_modality(task_record))
     return array, affine, reference
 
 

@@ -5,7 +5,9 @@
 
     {
       "version": 1,
-      "modality": "CT",                      # CT, MR, PET or other
+      "modality": "CT",                      # CT, MR, PET or other (the task's)
+      "channel_modalities": ["CT", "PET"],   # one per channel: CT drops per_case, CT channels
+                                             # are pooled in ct_foreground
       "n_cases": 8,                          # labelled cases read (unlabelled ones are skipped)
       "labels": {"background": 0, "liver": 1},
       "samples_per_case": 10000, "seed": 1234,
@@ -20,8 +22,9 @@
       "channels": [                          # one per image channel (_0000, _0001, ...)
         {"foreground": {"mean", "std", "median", "min", "max",
                         "percentile_00_5", "percentile_99_5", "n_samples"},
-         "per_case": [{"id", "mean", "std"}, ...]},   # None for CT
+         "per_case": [{"id", "mean", "std"}, ...]},   # None for a CT channel
         ...],
+      "ct_foreground": {...},                # only with >= 2 CT channels: their pooled samples
       "classes": {                           # every label value except 0, keyed by name
         "liver": {"value": 1, "cases_present": 8,
                   "voxels": {"median", "min", "max"},   # over the cases where it is present;
@@ -140,7 +143,7 @@ def _foreground_stats(pool: np.ndarray) -> dict:
             "percentile_00_5": float(p005), "percentile_99_5": float(p995), "n_samples": int(pool.size)}
 
 
-def _analyse_case(case: dict, label_values: dict[int, str], n_channels: Optional[int], ct: bool,
+def _analyse_case(case: dict, label_values: dict[int, str], n_channels: Optional[int], ct: Sequence[bool],
                   samples_per_case: int, seed: int) -> dict:
     """Everything the fingerprint needs from one case (arrays are dropped before returning)."""
     paths = [Path(p) for p in case["images"]]
@@ -148,6 +151,9 @@ def _analyse_case(case: dict, label_values: dict[int, str], n_channels: Optional
     if n_channels is not None and len(paths) != n_channels:
         raise InputError(paths[0], f"case {case['id']!r} has {len(paths)} channel file(s), "
                                    f"the first case has {n_channels}")
+    if len(ct) != len(paths):
+        raise InputError(paths[0], f"case {case['id']!r} has {len(paths)} channel file(s) but {len(ct)} channel "
+                                   "modalities were given")
     images = [read_image(p) for p in paths]
     geo = Geometry.from_image(images[0])
     for p, img in zip(paths[1:], images[1:]):
@@ -184,7 +190,7 @@ def _analyse_case(case: dict, label_values: dict[int, str], n_channels: Optional
     for c in range(data.shape[0]):
         fg = data[c][crop][foreground]
         samples.append(rs.choice(fg, samples_per_case, replace=True) if fg.size else np.empty(0, np.float32))
-        if not ct:
+        if not ct[c]:
             inside = data[c][region].astype(np.float64)
             per_case.append({"id": str(case["id"]),
                              "mean": float(np.mean(inside)) if inside.size else None,
@@ -202,7 +208,7 @@ def _analyse_case(case: dict, label_values: dict[int, str], n_channels: Optional
                  "relative_size_after_crop": float(np.prod(crop_xyz, dtype=np.float64)
                                                    / np.prod(geo.size, dtype=np.float64))},
         "samples": samples,
-        "per_case": per_case,
+        "per_case": per_case,  # one entry per non-CT channel, in channel order
         "class_voxels": {int(v): int(n) for v, n in zip(values, counts) if int(v) != 0},
         "voxel_mm3": voxel_mm3,
     }
@@ -210,18 +216,21 @@ def _analyse_case(case: dict, label_values: dict[int, str], n_channels: Optional
 
 def compute_fingerprint(cases: Sequence[dict], modality: str, labels: dict,
                         progress: Optional[Callable[[int, int], None]] = None,
-                        samples_per_case: int = 10_000, seed: int = SEED) -> dict:
+                        samples_per_case: int = 10_000, seed: int = SEED,
+                        channel_modalities: Optional[Sequence[str]] = None) -> dict:
     """Fingerprint of a dataset's labelled cases (layout in the module docstring).
 
     Args:
         cases: task.json-style ``{"id": str, "images": [path per channel], "label": path or None}``;
             cases without a label are skipped.
-        modality: ``"CT"``, ``"MR"``, ``"PET"`` or ``"other"`` (case-insensitive); only CT drops
-            the per-case intensity statistics.
+        modality: ``"CT"``, ``"MR"``, ``"PET"`` or ``"other"`` (case-insensitive), the task's;
+            every channel's when ``channel_modalities`` is ``None``.
         labels: the dataset's ``{name: value}``, background 0 included.
         progress: called as ``progress(done, total)`` after each labelled case.
         samples_per_case: foreground voxels drawn (with replacement) per case and channel.
         seed: seed of the per-case ``np.random.RandomState``.
+        channel_modalities: one modality per channel (``["CT", "PET"]``); a CT channel has no
+            per-case statistics, several CT channels get pooled ``ct_foreground`` statistics.
 
     Returns:
         The fingerprint dict; ``json.dumps(..., allow_nan=False)`` accepts it.
@@ -229,8 +238,8 @@ def compute_fingerprint(cases: Sequence[dict], modality: str, labels: dict,
     Raises:
         InputError: no labelled case, a malformed case entry, bad ``modality``/``labels``, an
             unreadable/missing/non-3D file, channel or label grids of different sizes, a case
-            with another number of channels, non-integer label values or values not in ``labels``
-            (each naming the file).
+            with another number of channels (than the first case or ``channel_modalities``),
+            non-integer label values or values not in ``labels`` (each naming the file).
     """
     modality = normalise_modality(modality, where="modality")
     labels = _check_labels(labels)
@@ -244,7 +253,13 @@ def compute_fingerprint(cases: Sequence[dict], modality: str, labels: dict,
     if not labelled:
         raise InputError("cases", f"none of the {len(cases)} case(s) has a label; the fingerprint needs labelled cases")
 
-    ct = modality == "CT"
+    first = labelled[0]["images"]
+    if channel_modalities is None:
+        channel_modalities = [modality] * len(first)
+    if isinstance(channel_modalities, str) or not isinstance(channel_modalities, Sequence):
+        raise InputError("channel_modalities", f"expected a list of modalities, got {channel_modalities!r}")
+    channel_modalities = [normalise_modality(m, where="channel_modalities") for m in channel_modalities]
+    ct = [m == "CT" for m in channel_modalities]
     by_value = {v: k for k, v in labels.items()}
     n_channels = None
     records, samples, per_case, class_voxels, voxel_mm3 = [], [], [], [], []
@@ -262,8 +277,15 @@ def compute_fingerprint(cases: Sequence[dict], modality: str, labels: dict,
     channels = []
     for c in range(n_channels):
         pool = np.concatenate([s[c] for s in samples]).astype(np.float32, copy=False)
+        non_ct = sum(1 for k in range(c) if not ct[k])  # index of channel c among the non-CT ones
         channels.append({"foreground": _foreground_stats(pool),
-                         "per_case": None if ct else [p[c] for p in per_case]})
+                         "per_case": None if ct[c] else [p[non_ct] for p in per_case]})
+    extra = {}
+    if sum(ct) > 1:
+        # CT phases share Hounsfield units: one clip/z-score over all of them keeps the
+        # enhancement between phases (planner.make_plan uses these for every CT channel)
+        pooled = np.concatenate([s[c] for s in samples for c in range(n_channels) if ct[c]])
+        extra["ct_foreground"] = _foreground_stats(pooled.astype(np.float32, copy=False))
 
     classes = {}
     for value, name in sorted(by_value.items()):
@@ -274,6 +296,6 @@ def compute_fingerprint(cases: Sequence[dict], modality: str, labels: dict,
                          "voxels": _summary([n for n, _ in present]),
                          "mm3": _summary([n * mm3 for n, mm3 in present])}
 
-    return {"version": FINGERPRINT_VERSION, "modality": modality, "n_cases": len(records), "labels": labels,
-            "samples_per_case": int(samples_per_case), "seed": int(seed),
-            "cases": records, "channels": channels, "classes": classes}
+    return {"version": FINGERPRINT_VERSION, "modality": modality, "channel_modalities": channel_modalities,
+            "n_cases": len(records), "labels": labels, "samples_per_case": int(samples_per_case), "seed": int(seed),
+            "cases": records, "channels": channels, "classes": classes, **extra}

@@ -7,7 +7,9 @@
   (its first layers learned that intensity scale; VoCo and our demo M0 use the HU window
   -175..250 -> [0, 1]); otherwise nnU-Net's CT scheme (clip to the foreground 0.5/99.5
   percentiles, z-score with the foreground mean/std). Every other modality: per-image z-score
-  inside the body;
+  inside the body. The scheme is per channel (``data.normalisation``): ``preprocess.normalization``
+  is the CT channels' scheme, the plan's ``channels`` list says each channel's and why; several CT
+  channels share one set of statistics (the fingerprint's pooled ``ct_foreground``);
 * **patch size**: shaped like the median image after resampling (in voxels), as large as the
   activation-memory budget allows for this backbone on this device, a multiple of the
   backbone's size divisor and at least its minimum; the activation bytes per voxel are
@@ -93,8 +95,65 @@ def fit_patch(median_shape, divisor: int, max_voxels: float, min_side: int) -> t
     return tuple(int(p) for p in patch)
 
 
+def _channel_reason(modality: str, scheme: str, ct_reason: str) -> str:
+    if modality == "CT":
+        return ct_reason if scheme != "zscore" else "CT: per-image z-score inside the body"
+    if modality == "PET":
+        return ("PET: per-image z-score of the uptake inside the body (nnU-Net's default for a non-CT channel, "
+                "as UNICON does): uptake scales differ between scans, the tumour-to-background contrast does not")
+    if modality == "MR":
+        return "MR: per-image z-score inside the body (MR intensities have no physical unit; nnU-Net's non-CT rule)"
+    return f"{modality}: per-image z-score inside the body (nnU-Net's non-CT rule)"
+
+
+def _normalisation(fingerprint: Mapping, foundation_meta: Optional[Mapping], channel_names: Optional[Mapping],
+                   values: dict, reasons: dict, channels: list) -> None:
+    """``preprocess.normalization`` (the scheme of the CT channels; every other channel is z-scored,
+    ``data.normalisation``), ``ct_window``/``ct_stats``, and one ``channels`` entry per channel."""
+    modality = fingerprint.get("modality", "other")
+    n_channels = len(fingerprint["channels"])
+    modalities = list(fingerprint.get("channel_modalities") or [modality] * n_channels)
+    cts = [k for k, m in enumerate(modalities) if m == "CT"]
+    fm_pre = (foundation_meta or {}).get("preprocess") or {}
+    ct_reason = ""
+    if cts and fm_pre.get("ct_window") and fm_pre.get("normalization", "window") == "window":
+        window = [float(v) for v in fm_pre["ct_window"]]
+        values["preprocess.normalization"], values["preprocess.ct_window"] = "window", window
+        reasons["preprocess.normalization"] = (f"M0 was pre-trained on the HU window {window[0]:g}..{window[1]:g} -> [0, 1]; "
+                                               "its first layers expect that scale")
+        reasons["preprocess.ct_window"] = "M0's pre-training window (its metadata)"
+        ct_reason = f"CT: M0's pre-training HU window {window[0]:g}..{window[1]:g} -> [0, 1]"
+    elif cts:
+        # several CT channels (contrast phases) share one HU scale: the fingerprint pools them
+        pooled = len(cts) > 1 and fingerprint.get("ct_foreground") is not None
+        fg = fingerprint["ct_foreground"] if pooled else fingerprint["channels"][cts[0]]["foreground"]
+        stats = [fg["percentile_00_5"], fg["percentile_99_5"], fg["mean"], fg["std"]]
+        if any(v is None for v in stats) or not stats[3]:
+            raise ValueError("the fingerprint has no foreground intensities to normalise CT with")
+        values["preprocess.normalization"] = "ct_zscore"
+        values["preprocess.ct_stats"] = [round(float(v), 4) for v in stats]
+        reasons["preprocess.normalization"] = ("nnU-Net's CT scheme: clip to the foreground 0.5/99.5 percentiles "
+                                               f"({stats[0]:.0f}, {stats[1]:.0f} HU), z-score with mean {stats[2]:.1f}, "
+                                               f"std {stats[3]:.1f}")
+        ct_reason = "CT: " + reasons["preprocess.normalization"]
+        if pooled:
+            ct_reason += f", pooled over the {len(cts)} CT channels (one HU scale keeps the enhancement between phases)"
+    else:
+        values["preprocess.normalization"] = "zscore"
+        reasons["preprocess.normalization"] = f"{modality}: per-image z-score inside the body (nnU-Net's non-CT rule)"
+    names = channel_names or {}
+    for k, m in enumerate(modalities):
+        scheme = values["preprocess.normalization"] if m == "CT" else "zscore"
+        channels.append({"index": k, "name": str(names.get(str(k), m)), "modality": m, "normalization": scheme,
+                         "reason": _channel_reason(m, scheme, ct_reason)})
+    if n_channels > 1:
+        # 'medseqft plan' prints this one line per key: it names every channel's scheme
+        per_channel = ", ".join(f"{c['index']} {c['name']} ({c['modality']}) {c['normalization']}" for c in channels)
+        reasons["preprocess.normalization"] += f"; per channel: {per_channel}"
+
+
 def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mapping] = None,
-              bytes_per_voxel: Optional[float] = None) -> dict:
+              bytes_per_voxel: Optional[float] = None, channel_names: Optional[Mapping] = None) -> dict:
     """Plan one task.
 
     Args:
@@ -104,41 +163,25 @@ def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mappi
         foundation_meta: M0's metadata (its ``preprocess`` record), if any.
         bytes_per_voxel: the backbone's activation bytes per voxel if already measured
             (another task's plan); measured here otherwise.
+        channel_names: the task's ``{"0": "CT", "1": "PET"}``, named in ``channels``.
 
     Returns:
-        ``{"values": {dotted key: value}, "reasons": {dotted key: str}, "device": str,
+        ``{"values": {dotted key: value}, "reasons": {dotted key: str}, "channels": [{"index",
+        "name", "modality", "normalization", "reason"} per channel], "device": str,
         "median_shape": [x, y, z], "bytes_per_voxel": float}``.
+
+    Raises:
+        ValueError: a fingerprint with a CT channel but no foreground intensities.
     """
     from ..models.registry import size_divisor
 
-    values, reasons = {}, {}
+    values, reasons, channels = {}, {}, []
     cases = fingerprint["cases"]
     spacing, why = target_spacing([c["spacing"] for c in cases], [c["size_after_crop"] for c in cases])
     spacing = [round(float(s), 5) for s in spacing]
     values["preprocess.spacing"], reasons["preprocess.spacing"] = spacing, why
 
-    modality = fingerprint.get("modality", "other")
-    fm_pre = (foundation_meta or {}).get("preprocess") or {}
-    if modality == "CT" and fm_pre.get("ct_window") and fm_pre.get("normalization", "window") == "window":
-        window = [float(v) for v in fm_pre["ct_window"]]
-        values["preprocess.normalization"], values["preprocess.ct_window"] = "window", window
-        reasons["preprocess.normalization"] = (f"M0 was pre-trained on the HU window {window[0]:g}..{window[1]:g} -> [0, 1]; "
-                                               "its first layers expect that scale")
-        reasons["preprocess.ct_window"] = "M0's pre-training window (its metadata)"
-    elif modality == "CT":
-        fg = fingerprint["channels"][0]["foreground"]
-        stats = [fg["percentile_00_5"], fg["percentile_99_5"], fg["mean"], fg["std"]]
-        if any(v is None for v in stats) or not stats[3]:
-            raise ValueError("the fingerprint has no foreground intensities to normalise CT with")
-        values["preprocess.normalization"] = "ct_zscore"
-        values["preprocess.ct_stats"] = [round(float(v), 4) for v in stats]
-        reasons["preprocess.normalization"] = ("nnU-Net's CT scheme: clip to the foreground 0.5/99.5 percentiles "
-                                               f"({stats[0]:.0f}, {stats[1]:.0f} HU), z-score with mean {stats[2]:.1f}, "
-                                               f"std {stats[3]:.1f}")
-    else:
-        values["preprocess.normalization"] = "zscore"
-        reasons["preprocess.normalization"] = f"{modality}: per-image z-score inside the body (nnU-Net's non-CT rule)"
-
+    _normalisation(fingerprint, foundation_meta, channel_names, values, reasons, channels)
     shapes = [np.asarray(c["size_after_crop"], float) * np.asarray(c["spacing"], float) / np.asarray(spacing)
               for c in cases]
     median_shape = [float(v) for v in np.median(np.stack(shapes), axis=0)]
@@ -156,5 +199,5 @@ def make_plan(fingerprint: Mapping, cfg, device, foundation_meta: Optional[Mappi
     reasons["retention.*.batch_size"] = f"{BATCH_SIZE}: nnU-Net's minimum and the paper's batch"
     reasons["retention.*.iterations"] = (f"the workspace preset's schedule (FFT/KD-FFT {cfg.retention.fft.iterations}, "
                                          f"LoRA-KD {cfg.retention.lora_kd.iterations})")
-    return {"values": values, "reasons": reasons, "device": str(device), "median_shape": median_shape,
-            "bytes_per_voxel": per_voxel}
+    return {"values": values, "reasons": reasons, "channels": channels, "device": str(device),
+            "median_shape": median_shape, "bytes_per_voxel": per_voxel}

@@ -27,14 +27,17 @@ def foundation_metadata(ws) -> dict:
 
 
 def fingerprint_task(record: dict, reporter=None, name: str = "") -> dict:
-    """``plan.fingerprint.compute_fingerprint`` of a task record's labelled cases (progress as ``fingerprint``)."""
+    """``plan.fingerprint.compute_fingerprint`` of a task record's labelled cases (progress as ``fingerprint``),
+    with the record's channel modalities (``data.modality.task_channel_modalities``)."""
+    from ..data.modality import task_channel_modalities
     from .fingerprint import compute_fingerprint
 
     progress = None
     if reporter is not None:
         progress = lambda i, n: reporter.progress("fingerprint", name or record.get("name", ""), i, n)  # noqa: E731
     cases = [c for c in record["cases"] if c.get("label")]
-    return compute_fingerprint(cases, record["modality"], record["labels"], progress=progress)
+    return compute_fingerprint(cases, record["modality"], record["labels"], progress=progress,
+                               channel_modalities=task_channel_modalities(record))
 
 
 def plan_task(ws, record: dict, fingerprint: dict, device: Optional[str] = "auto") -> dict:
@@ -50,7 +53,8 @@ def plan_task(ws, record: dict, fingerprint: dict, device: Optional[str] = "auto
             known = (ws.task(other).get("plan") or {}).get("bytes_per_voxel") or known
         except InputError:  # a damaged task record just means measuring again
             continue
-    plan = make_plan(fingerprint, ws.config, dev, foundation_metadata(ws), bytes_per_voxel=known)
+    plan = make_plan(fingerprint, ws.config, dev, foundation_metadata(ws), bytes_per_voxel=known,
+                     channel_names=record.get("channel_names"))
     plan["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return plan
 

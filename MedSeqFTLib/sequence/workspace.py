@@ -179,7 +179,7 @@ class Workspace:
     def add_task(self, dataset: str | Path, name: Optional[str] = None, reporter=None,
                  train_fraction: float = 0.8, split_seed: Optional[int] = None,
                  modality: Optional[str] = None, device: Optional[str] = "auto", mode: str = "kg_rft",
-                 adapter: Optional[dict] = None) -> dict:
+                 adapter: Optional[dict] = None, channels: Optional[list] = None) -> dict:
         """Validate a dataset folder, fingerprint and plan it, register it as the next task.
 
         Nothing is written unless the whole dataset validates. ``name=None`` takes the
@@ -187,7 +187,8 @@ class Workspace:
         ``device`` is the device the plan sizes the patch for (``medseqft plan`` can re-plan).
         ``mode`` ``"adapter"`` with ``adapter`` = ``{"method", "shots", "shots_seed",
         "transductive"}`` (``adapters.config.TaskAdapter``) makes an adapter task; its support
-        cases are drawn here from the training split and recorded.
+        cases are drawn here from the training split and recorded. ``channels``: one modality name
+        per image channel (``data.modality.parse_channels``; plain folders), see docs/modalities.md.
 
         Raises:
             InputError: bad dataset (see ``data.validate``), empty or duplicate task name, channel
@@ -212,7 +213,7 @@ class Workspace:
                         transductive=bool(adapter.get("transductive", False)))
             check_method(self.config.arch, adapter.get("method"), any(
                 (self.task(n).get("mode") or "kg_rft") != "adapter" for n in self.task_names()))
-        spec = read_dataset(Path(dataset))
+        spec = read_dataset(Path(dataset), channels=channels)
         name = _check_task_name(spec.name if name is None else name)
         if name in self.manifest["tasks"] or self.task_dir(name).exists():
             raise InputError("--name", f"a task named {name!r} already exists in {self.root}; choose another --name")
@@ -237,6 +238,7 @@ class Workspace:
             "source": {"path": str(Path(spec.root).resolve()), "format": spec.format},
             "modality": spec.modality,
             "channel_names": dict(spec.channel_names),
+            "channel_modalities": list(spec.channel_modalities),
             "labels": dict(spec.labels),
             "cases": [{"id": c.id, "images": [str(Path(p).resolve()) for p in c.images],
                        "label": str(Path(c.label).resolve()) if c.label else None} for c in spec.cases],
@@ -284,6 +286,7 @@ class Workspace:
 
     def prepared(self, name: str, split: str = "train", ids: Optional[Iterable[str]] = None) -> list:
         """Preprocessed ``(case_id, PreparedCase)`` pairs of a task, cached under ``WS/cache``."""
+        from ..data.modality import preprocessing_modality
         from ..data.preprocess import prepare_cached
 
         record = self.task(name)
@@ -295,7 +298,7 @@ class Workspace:
             case = by_id[cid]
             out.append((cid, prepare_cached(cid, [Path(p) for p in case["images"]],
                                             Path(case["label"]) if case.get("label") else None,
-                                            cfg.preprocess, record["modality"], self.cache_dir(name))))
+                                            cfg.preprocess, preprocessing_modality(record), self.cache_dir(name))))
         return out
 
     # -- summary ---------------------------------------------------------------------------

@@ -33,3 +33,14 @@ def test_plain_folder_without_modality_is_guessed_and_says_how_to_set_it(tmp_pat
 def test_nnunet_modality_equal_to_dataset_json_is_accepted(tmp_path, workspace, capsys, given):
     rec, _ = _add(workspace, make_nnunet(tmp_path / "Dataset001_X"), capsys, "--modality", given)
     assert rec["modality"] == "CT" and rec["channel_names"] == {"0": "CT"}
+
+
+def test_channels_names_a_plain_folders_channel_and_excludes_modality(tmp_path, workspace, capsys):
+    rec, _ = _add(workspace, make_plain(tmp_path / "p"), capsys, "--channels", "ct")
+    assert rec["modality"] == "CT" and rec["channel_modalities"] == ["CT"]
+    code, _, err = run_cli("add-task", workspace, make_plain(tmp_path / "q"), "--name", "q", "--channels", "CT",
+                           "--modality", "MR", capsys=capsys)
+    assert code == 2 and "either --modality or --channels" in err
+    code, _, err = run_cli("add-task", workspace, make_plain(tmp_path / "r"), "--name", "r", "--channels", "CT,PET",
+                           capsys=capsys)
+    assert code == 2 and "channel suffix" in err  # two channels need CASE_0000 + CASE_0001 files
