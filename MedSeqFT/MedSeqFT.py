@@ -29,7 +29,17 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from MedSeqFTUI.choices import BACKBONES, DEVICES, FOUNDATION_SOURCES, MODALITIES, PRESETS  # noqa: E402
+from MedSeqFTUI.choices import (  # noqa: E402
+    ADAPTER_METHODS,
+    BACKBONES,
+    DEVICES,
+    FOUNDATION_SOURCES,
+    MODALITIES,
+    PRESETS,
+    SEED_MAX,
+    SHOTS_MAX,
+    TASK_MODES,
+)
 from MedSeqFTUI.qtcompat import get, qt  # noqa: E402
 
 MINIMUM_SLICER = (5, 10)
@@ -129,6 +139,12 @@ class MedSeqFTParameterNode:
     datasetPath: str
     taskName: str
     modality: Annotated[str, Choice(MODALITIES)] = MODALITIES[0]
+    taskMode: Annotated[str, Choice(TASK_MODES)] = TASK_MODES[0]
+    adapterMethod: Annotated[str, Choice(ADAPTER_METHODS)] = ADAPTER_METHODS[0]
+    shots: Annotated[int, WithinRange(0, SHOTS_MAX)] = 0
+    shotsSeed: Annotated[int, WithinRange(0, SEED_MAX)] = 0
+    transductiveTask: bool = False
+    transductivePredict: bool = False
     bufferK: Annotated[int, WithinRange(0, 10000)] = 0
     mdsRuns: Annotated[int, WithinRange(1, 100000)] = 64
     randomBuffer: bool = False
@@ -287,6 +303,8 @@ class MedSeqFTTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_panels_build()
         self.setUp()
+        self.test_task_modes()
+        self.setUp()
         self.test_parameter_node_follows_the_panels()
 
     def _make_case(self, name):
@@ -333,6 +351,28 @@ class MedSeqFTTest(ScriptedLoadableModuleTest):
         panels.workspace.pathEdit.setText("")
         self.assertFalse(panels.results.predictButton.isEnabled())  # no task model, no volume
         self.delayDisplay("panels OK")
+
+    def test_task_modes(self):
+        self.delayDisplay("task modes (K&G RFT, adapter)")
+        tasks = slicer.modules.medseqft.widgetRepresentation().self().panels.tasks
+        tasks.modeCombo.setCurrentIndex(TASK_MODES.index("MedSeqFT K&G RFT"))
+        self.assertEqual(tasks.mode_arguments(), [])
+        self.assertFalse(tasks.methodCombo.isEnabled() or tasks.transductiveCheck.isEnabled())
+        tasks.modeCombo.setCurrentIndex(TASK_MODES.index("Adapter (few-shot, frozen base)"))
+        tasks.methodCombo.setCurrentIndex(ADAPTER_METHODS.index("linear_probe"))
+        tasks.shotsSpin.setValue(2)
+        tasks.transductiveCheck.setChecked(True)
+        self.assertTrue(tasks.methodCombo.isEnabled() and tasks.transductiveCheck.isEnabled())
+        self.assertEqual(tasks.mode_arguments(), ["--mode", "adapter", "--method", "linear_probe", "--shots", "2",
+                                                  "--shots-seed", "0", "--transductive"])
+        tasks.methodCombo.setCurrentIndex(ADAPTER_METHODS.index("lora"))  # not a black-box method
+        self.assertFalse(tasks.transductiveCheck.isEnabled())
+        self.assertNotIn("--transductive", tasks.mode_arguments())
+        tasks.transductiveCheck.setChecked(False)
+        tasks.shotsSpin.setValue(0)
+        tasks.methodCombo.setCurrentIndex(0)
+        tasks.modeCombo.setCurrentIndex(0)
+        self.delayDisplay("task modes OK")
 
     def test_parameter_node_follows_the_panels(self):
         import numpy as np

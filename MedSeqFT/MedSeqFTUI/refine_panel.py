@@ -1,7 +1,8 @@
 """Refinement panel: device and main hyper-parameters, Start (which becomes Cancel while the
-job runs), Resume after a cancel or crash, and the job's progress, stage, task, time left and
-log, fed from ``events.jsonl`` by the controller's timer. Changed hyper-parameters are recorded
-as workspace-wide overrides with ``medseqft plan WS --set ...`` before refine starts; the
+job runs; refine trains every pending task in order, adapter tasks included), Resume after a
+cancel or crash, and the job's progress, stage, task, time left and log, fed from
+``events.jsonl`` by the controller's timer. Changed hyper-parameters are recorded as
+workspace-wide overrides with ``medseqft plan WS --set ...`` before refine starts; the
 "Advanced settings" section below (``settings_panel.py``) shows and edits every setting."""
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from . import workspace_files as wf
 
 __all__ = ["RefinePanel"]
 
+#: progress-event ``stage`` -> what the Stage line says (an unknown stage is shown as it is)
 STAGE_NAMES = {"fft": "full fine-tuning (task 1)", "kd_fft": "KD-based fine-tuning", "lora_kd": "LoRA distillation",
-               "merge": "merging LoRA", "evaluate": "evaluating", "select": "MDS selection", "predict": "predicting"}
+               "merge": "merging LoRA", "adapter": "adapter training (frozen base)",
+               "transductive": "transductive adaptation (size prior)", "evaluate": "evaluating", "select": "MDS selection",
+               "predict": "predicting"}
 MAX_LOG_LINES = 2000
 
 
@@ -35,7 +39,8 @@ class RefinePanel:
         self.iterationsSpin.setRange(0, 1000000)
         self.iterationsSpin.setSpecialValueText("workspace default")
         self.iterationsSpin.setToolTip("fine-tuning iterations per task (paper: 25,000); LoRA distillation gets a fifth. "
-                                       "Recorded as a workspace-wide override (medseqft plan --set) when you press Start")
+                                       "Recorded as a workspace-wide override (medseqft plan --set) when you press Start. "
+                                       "Adapter tasks train adapter.iterations steps (Advanced settings)")
         form.addRow("Iterations:", self.iterationsSpin)
         self.rankSpin = qt.QSpinBox()
         self.rankSpin.setRange(1, 64)

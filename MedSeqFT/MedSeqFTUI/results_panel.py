@@ -2,7 +2,8 @@
 never predicted, from ``medseqft status WS --json``), the metrics table and the forgetting
 matrix; predict a scene volume (chosen in a node selector) with a task's model in the background
 and show the result as a named, coloured, terminology-coded segmentation (a new node or the
-chosen one); load the test-case predictions of a task for review."""
+chosen one), an adapter task with a black-box method optionally adapting on that volume first
+(``predict --transductive``); load the test-case predictions of a task for review."""
 
 from __future__ import annotations
 
@@ -82,6 +83,12 @@ class ResultsPanel:
             ["vtkMRMLSegmentationNode"], controller.scene, none_display="Create new segmentation",
             tooltip="where the prediction goes: a new segmentation node, or this one (its segments are replaced)")
         form.addRow("Output segmentation:", self.segmentationSelector)
+        self.transductiveCheck = qt.QCheckBox("Transductive (adapt the task's modules on this volume first)")
+        self.transductiveCheck.setToolTip("adapter tasks with a black-box method (linear_probe, spatial_adapter, "
+                                          "spatial_adapter_1x1) only: a few adaptation steps on the input volume with "
+                                          "the task's size prior before predicting; the workspace is not changed "
+                                          "(predict --transductive)")
+        form.addRow("", self.transductiveCheck)
         self.predictButton = qt.QPushButton("Segment volume")
         self.loadTestButton = qt.QPushButton("Load test-case predictions")
         form.addRow(hbox(self.predictButton, self.loadTestButton))
@@ -121,9 +128,6 @@ class ResultsPanel:
                                          "but not shown")
         self._update_enabled()
 
-    def _finished_tasks(self):
-        return [r["name"] for r in wf.task_rows(self.c.workspace)] if self.c.workspace else []
-
     def _update_enabled(self) -> None:
         """Segment volume: a workspace, no job, a finished task and a volume chosen."""
         idle = self.c.workspace is not None and not self.c.busy
@@ -131,8 +135,19 @@ class ResultsPanel:
         self.evaluateButton.setEnabled(idle)
         ready = idle and has_task and self.c.scene is not None and self.input_volume() is not None
         self.predictButton.setEnabled(ready)
+        self.transductiveCheck.setEnabled(idle and self.transductive_applies())
         self.predictButton.setToolTip("" if ready else "needs a finished task model and an input volume")
         self.loadTestButton.setEnabled(idle and has_task and self.c.scene is not None)
+
+    def transductive_applies(self) -> bool:
+        """The chosen task is an adapter task with a black-box method (``predict --transductive``)."""
+        task = get(self.taskCombo, "currentText")
+        return bool(task) and self.c.workspace is not None and wf.is_black_box_adapter(self.c.workspace, task)
+
+    def predict_arguments(self, task: str, out: Path, image: Path) -> list:
+        """``--task T --out DIR [--transductive] IMAGE`` (``--transductive`` only when ticked and it applies)."""
+        extra = ["--transductive"] if self.transductive_applies() and self.transductiveCheck.isChecked() else []
+        return ["--task", task, "--out", str(out)] + extra + [str(image)]
 
     def refresh_check(self) -> None:
         """Ask ``status WS --json`` (in the background, one query at a time) for the check table."""
@@ -173,7 +188,7 @@ class ResultsPanel:
             self.forgettingTable.setHorizontalHeaderLabels(headers)
         fill_table(self.forgettingTable, rows)
         current = get(self.taskCombo, "currentText")
-        names = [r["name"] for r in wf.task_rows(ws) if r["status"] == "done"] if ws else []
+        names = wf.finished_tasks(ws) if ws else []  # either mode: status done and every model file there
         self.taskCombo.clear()
         for n in names:
             self.taskCombo.addItem(n)
@@ -206,18 +221,23 @@ class ResultsPanel:
             return
         image = self._volume_file(volume)
         out = Path(self.c.workspace) / "predictions" / task
-        if self.c.run_job("predict", ["--task", task, "--out", str(out), str(image)]):
+        args = self.predict_arguments(task, out, image)
+        if self.c.run_job("predict", args):
             expected = out / f"{_image_stem(image)}.nii.gz" if image.name.endswith(".nii.gz") else None
             self.pending = {"volume_id": volume.GetID(), "segmentation_id": get(self.segmentationSelector, "currentNodeID"),
                             "task": task, "expected": expected, "image": image, "generation": self.c.scene_generation}
             self.written = []
-            set_status(self.statusLabel, f"segmenting {volume.GetName()} with the {task} model ...")
+            set_status(self.statusLabel, f"segmenting {volume.GetName()} with the {task} model"
+                                         + (" (transductive: adapting on it first)" if "--transductive" in args else "") + " ...")
             self.progress.setValue(0)
 
     def on_job_events(self, events, summary) -> None:
         if self.c.job is not None and self.c.job.command in ("predict", "evaluate"):
             self.progress.setValue(int(round(100 * summary.fraction)))
         if self.c.job is not None and self.c.job.command == "predict" and self.pending is not None:
+            if summary.stage == "transductive" and summary.total:
+                set_status(self.statusLabel, f"transductive adaptation of {self.pending['task']}: step {summary.step} "
+                                             f"of {summary.total}")
             # predict reports each written file as the message of its progress event
             for ev in events:
                 msg = ev.get("message")

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
+from .choices import BLACK_BOX_METHODS
+
 __all__ = [
     "last_line",
     "json_reply",
@@ -20,6 +22,15 @@ __all__ = [
     "task_names",
     "read_task",
     "task_rows",
+    "task_mode",
+    "adapter_settings",
+    "mode_text",
+    "model_files",
+    "model_complete",
+    "is_finished",
+    "finished_tasks",
+    "is_black_box_adapter",
+    "adapter_branches",
     "read_buffer",
     "buffer_rows",
     "model_sequence",
@@ -75,8 +86,29 @@ def read_task(ws: str | Path, name: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def task_mode(rec: dict) -> str:
+    """``"kg_rft"`` (also for a ``task.json`` written before modes existed) or ``"adapter"``."""
+    return str(rec.get("mode") or "kg_rft")
+
+
+def adapter_settings(rec: dict) -> dict:
+    """The ``"adapter"`` object of an adapter task's ``task.json`` (``{}`` for a kg_rft task)."""
+    ad = rec.get("adapter") if task_mode(rec) == "adapter" else None
+    return ad if isinstance(ad, dict) else {}
+
+
+def mode_text(rec: dict) -> str:
+    """The Tasks table's mode cell: ``K&G RFT``, or ``adapter linear_probe, 5 shots, transductive``."""
+    if task_mode(rec) != "adapter":
+        return "K&G RFT"
+    ad = adapter_settings(rec)
+    shots = ad.get("shots")
+    return (f"adapter {ad.get('method') or '?'}, " + (f"{shots} shot{'s' if shots != 1 else ''}" if shots else "all cases")
+            + (", transductive" if ad.get("transductive") else ""))
+
+
 def task_rows(ws: str | Path) -> List[dict]:
-    """One row per task: name, cases (train/test), labels, status."""
+    """One row per task: name, cases (train/test), labels, status, mode (``mode_text``)."""
     rows = []
     for name in task_names(ws):
         rec = read_task(ws, name)
@@ -89,8 +121,42 @@ def task_rows(ws: str | Path) -> List[dict]:
             "test": len(split.get("test") or []),
             "labels": ", ".join(labels),
             "status": rec.get("status", "damaged" if not rec else "?"),
+            "mode": mode_text(rec) if rec else "?",
         })
     return rows
+
+
+def model_files(rec: dict) -> tuple:
+    """The files a finished task's ``model/`` folder holds (``record.json`` last): an adapter task
+    keeps only its own modules. The rule of ``MedSeqFTLib.adapters.base.model_files``."""
+    if task_mode(rec) == "adapter":
+        return ("adapter.safetensors", "record.json")
+    return ("encoder.safetensors", "decoder.safetensors", "record.json")
+
+
+def model_complete(ws: str | Path, name: str, rec: Optional[dict] = None) -> bool:
+    """Whether every model file of task ``name`` is there (whatever its status says)."""
+    rec = read_task(ws, name) if rec is None else rec
+    folder = Path(ws) / "tasks" / name / "model"
+    return bool(rec) and all((folder / f).is_file() for f in model_files(rec))
+
+
+def is_finished(ws: str | Path, name: str, rec: Optional[dict] = None) -> bool:
+    """Status ``done`` and a complete model: what ``medseqft predict`` accepts (the library's
+    ``inference.loader.is_finished``)."""
+    rec = read_task(ws, name) if rec is None else rec
+    return rec.get("status") == "done" and model_complete(ws, name, rec)
+
+
+def finished_tasks(ws: str | Path) -> List[str]:
+    """The tasks whose model can segment a volume, in sequence order."""
+    return [n for n in task_names(ws) if is_finished(ws, n)]
+
+
+def is_black_box_adapter(ws: str | Path, name: str) -> bool:
+    """An adapter task whose method sees only the frozen base's features (``predict --transductive``)."""
+    rec = read_task(ws, name)
+    return task_mode(rec) == "adapter" and adapter_settings(rec).get("method") in BLACK_BOX_METHODS
 
 
 def read_buffer(ws: str | Path, name: str) -> dict:
@@ -122,22 +188,37 @@ def buffer_rows(ws: str | Path, name: str) -> List[dict]:
     return rows
 
 
-def model_sequence(ws: str | Path) -> List[str]:
-    """``["M0", "M1 (liver)", ...]``: the foundation model then one model per finished task."""
-    seq = ["M0"]
-    i = 0
-    for name in task_names(ws):
+def _lineage(ws: str | Path) -> tuple:
+    """``(chain, branches)`` of ``model_sequence`` and ``adapter_branches``, named as ``medseqft
+    status`` names them: task number n gives ``Mn`` (kg_rft) or ``An`` (adapter task)."""
+    chain, branches, base = ["M0"], [], "M0"
+    for n, name in enumerate(task_names(ws), start=1):
         rec = read_task(ws, name)
-        status = rec.get("status")
-        if status == "done" or (Path(ws) / "tasks" / name / "model" / "encoder.safetensors").is_file():
-            i += 1
-            seq.append(f"M{i} ({name})")
-        elif status == "training":
-            seq.append(f"M{i + 1} ({name}, training)")
+        adapter = task_mode(rec) == "adapter"
+        tag = f"A{n}" if adapter else f"M{n}"
+        target = branches if adapter else chain
+        if rec.get("status") == "done" or (rec and model_complete(ws, name, rec)):
+            method = adapter_settings(rec).get("method") or "?"
+            target.append(f"{tag} ({name}: {method} on {base})" if adapter else f"{tag} ({name})")
+            base = base if adapter else tag
+        elif rec.get("status") == "training":
+            target.append(f"{tag} ({name}, training)")
             break
         else:
             break
-    return seq
+    return chain, branches
+
+
+def model_sequence(ws: str | Path) -> List[str]:
+    """``["M0", "M1 (liver)", ...]``: the foundation model then the shared model after each
+    finished kg_rft task (adapter tasks leave it as it is; see ``adapter_branches``)."""
+    return _lineage(ws)[0]
+
+
+def adapter_branches(ws: str | Path) -> List[str]:
+    """``["A2 (spleen: linear_probe on M1)", ...]``: each finished adapter task with the frozen
+    shared model it sits on (the latest kg_rft model before it, or M0)."""
+    return _lineage(ws)[1]
 
 
 def read_metrics(ws: str | Path) -> dict:

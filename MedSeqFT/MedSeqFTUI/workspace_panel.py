@@ -1,5 +1,6 @@
 """Workspace panel: create or open a workspace folder, choose the foundation model and
-backbone, and show the model sequence so far (M0 -> M1 (task) -> ...)."""
+backbone, and show the model sequence so far (M0 -> M1 (task) -> ...) and the adapter tasks beside it
+(A2 (task: method on M1): a frozen shared model plus the task's own modules)."""
 
 from __future__ import annotations
 
@@ -123,7 +124,9 @@ class WorkspacePanel:
         manifest = wf.read_workspace(ws)
         arch = ((manifest.get("config") or {}).get("arch") or {}).get("name", "?")
         source = (manifest.get("foundation") or {}).get("source", "?")
-        self.sequenceLabel.setText(" -> ".join(wf.model_sequence(ws)) + f"   [{arch}; foundation: {Path(str(source)).name}]")
+        branches = wf.adapter_branches(ws)
+        self.sequenceLabel.setText(" -> ".join(wf.model_sequence(ws)) + f"   [{arch}; foundation: {Path(str(source)).name}]"
+                                   + (f"\nadapter tasks (frozen base + own modules): {', '.join(branches)}" if branches else ""))
 
 
 def _file_name(result) -> str:

@@ -22,7 +22,8 @@ a slow start: the worker is started only then); the worker (this script again wi
 ``--worker ID``) appends events to ``WS/jobs/ID/events.jsonl`` and keeps ``status.json``
 (``pid``, ``state``, ``command``) up to date. SIGTERM (what ``cancel`` sends) stops it at
 the next step with a ``cancelled`` event and exit 3; ``--resume`` continues from the last
-checkpointed step in ``WS/fake_checkpoint.json``.
+checkpointed step in ``WS/fake_checkpoint.json``. Its events name stage ``$FAKE_CLI_STAGE``
+(default ``fft``) and task ``$FAKE_CLI_TASK`` (default ``liver``).
 """
 
 import argparse
@@ -57,23 +58,24 @@ def worker(args):
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
     ckpt = ws / "fake_checkpoint.json"
     start = json.loads(ckpt.read_text())["step"] if (args.resume and ckpt.exists()) else 0
+    stage, task = os.environ.get("FAKE_CLI_STAGE", "fft"), os.environ.get("FAKE_CLI_TASK", "liver")
     with open(job_dir / "events.jsonl", "a", encoding="utf-8") as fh:
-        emit(fh, event="start", stage="fft", task="liver", message=f"refine started at step {start}")
+        emit(fh, event="start", stage=stage, task=task, message=f"refine started at step {start}")
         t0 = time.monotonic()
         for step in range(start + 1, args.steps + 1):
             if stop["flag"]:
-                emit(fh, event="cancelled", stage="fft", task="liver", message=f"cancelled at step {step - 1}")
+                emit(fh, event="cancelled", stage=stage, task=task, message=f"cancelled at step {step - 1}")
                 write_json(job_dir / "status.json", dict(status, state="cancelled"))
                 return 3
             if args.crash_at and step == args.crash_at:
                 os._exit(9)  # no final event, status still "running": a crash
             time.sleep(args.step_s)
             rate = (time.monotonic() - t0) / (step - start)
-            emit(fh, event="progress", stage="fft", task="liver", step=step, total=args.steps,
+            emit(fh, event="progress", stage=stage, task=task, step=step, total=args.steps,
                  losses={"dice_ce": 1.0 / step}, eta_s=rate * (args.steps - step),
                  message="checkpoint saved" if step % 5 == 0 else None)
             write_json(ckpt, {"step": step})
-        emit(fh, event="done", stage="fft", task="liver", message="refine finished")
+        emit(fh, event="done", stage=stage, task=task, message="refine finished")
     write_json(job_dir / "status.json", dict(status, state="done"))
     return 0
 

@@ -143,9 +143,15 @@ def test_parameter_node_is_saved_with_the_scene(standin, tmp_path):
     panels.buffer.runsSpin.setValue(128)
     panels.buffer.randomCheck.setChecked(True)
     panels.results.volumeSelector.setCurrentNode(ct)
+    panels.tasks.modeCombo.setCurrentIndex(1)
+    panels.tasks.methodCombo.setCurrentIndex(panels.tasks.methodCombo.findText("linear_probe"))
+    panels.tasks.shotsSpin.setValue(5)
+    panels.tasks.transductiveCheck.setChecked(True)
     node = widget.logic.getParameterNode().parameterNode
     assert (node.GetParameter("device"), node.GetParameter("datasetPath"), node.GetParameter("mdsRuns"),
             node.GetParameter("randomBuffer")) == ("cpu", "/data/Dataset001_Liver", "128", "True")
+    assert (node.GetParameter("taskMode"), node.GetParameter("adapterMethod"), node.GetParameter("shots"),
+            node.GetParameter("transductiveTask")) == ("Adapter (few-shot, frozen base)", "linear_probe", "5", "True")
     assert node.GetNodeReference("inputVolume").GetID() == ct.GetID()
 
     scene_file = tmp_path / "scene.mrml"
@@ -153,12 +159,15 @@ def test_parameter_node_is_saved_with_the_scene(standin, tmp_path):
     assert slicer.mrmlScene.Commit()
     slicer.mrmlScene.Clear(0)  # File -> Close Scene: the panels return to the defaults
     assert panels.refine.deviceCombo.currentText() == "auto" and panels.tasks.datasetEdit.text() == ""
+    assert panels.tasks.mode() == "kg_rft" and not panels.tasks.methodCombo.isEnabled()
     slicer.mrmlScene.SetURL(str(scene_file))
     assert slicer.mrmlScene.Connect()  # File -> Load Scene
     assert panels.refine.deviceCombo.currentText() == "cpu"
     assert panels.tasks.datasetEdit.text() == "/data/Dataset001_Liver"
     assert panels.buffer.runsSpin.value() == 128 and panels.buffer.randomCheck.isChecked()
     assert panels.results.input_volume().GetName() == "CT"
+    assert panels.tasks.mode_arguments() == ["--mode", "adapter", "--method", "linear_probe", "--shots", "5",
+                                             "--shots-seed", "0", "--transductive"]
 
 
 def test_phantom_case_is_registered_as_sample_data(standin):

@@ -53,7 +53,9 @@ def make_workspace(root: Path) -> Path:
         "task": "liver", "method": "mds", "k": 1, "seed": 0, "forward_passes": 256, "selected": ["c2"],
         "cases": [{"id": "c0", "mean_loss": 0.41, "std": 0.02, "runs": 64}, {"id": "c1", "mean_loss": 0.38, "std": 0.03, "runs": 64},
                   {"id": "c2", "mean_loss": 0.21, "std": 0.01, "runs": 64}, {"id": "c3", "mean_loss": 0.29, "std": 0.02, "runs": 64}]}))
-    (ws / "tasks" / "liver" / "model" / "encoder.safetensors").write_bytes(b"")
+    for f in ("encoder.safetensors", "decoder.safetensors"):  # a finished kg_rft model (contents never read here)
+        (ws / "tasks" / "liver" / "model" / f).write_bytes(b"")
+    (ws / "tasks" / "liver" / "model" / "record.json").write_text("{}")
     (ws / "metrics").mkdir()
     (ws / "metrics" / "metrics.json").write_text(json.dumps({"tasks": {"liver": {"dice": 0.81, "hd95": 3.2, "n_cases": 1}}}))
     (ws / "metrics" / "forgetting.json").write_text(json.dumps({
