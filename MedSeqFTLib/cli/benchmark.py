@@ -28,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--curve", metavar="B1,B2,...",
                    help="also run parallel FFT with these steps per task and tabulate its test Dice per budget "
                         "(the plateau curve, OUT/fft_curve.png)")
+    fs = p.add_argument_group("few-shot benchmark (adapter task mode, docs/fewshot.md)")
+    fs.add_argument("--fewshot", action="store_true",
+                    help="instead of the strategy comparison: learn an unseen task from k volumes with every adapter "
+                         "method, attached to M0 and to the refined M_T of the sequence")
+    fs.add_argument("--shots", default="1,5,10", metavar="K1,K2,...", help="labelled volumes per run (default 1,5,10)")
+    fs.add_argument("--draws", type=int, default=3, help="support draws per k (default 3)")
+    fs.add_argument("--methods", default="all", help="comma list of few-shot methods or 'all' (default)")
     p.add_argument("--out", type=Path, default=Path("medseqft_benchmark"), help="output folder (default ./medseqft_benchmark)")
     p.add_argument("--preset", default="cpu", help="cpu (default: 16 cases per task, 8 of them test) | gpu | "
                                                    "cpu_old (the pre-issue-11 recipe) | tiny (tests)")
@@ -69,6 +76,8 @@ def run(args, reporter) -> int:
         torch.set_num_threads(args.threads)
     settings = bench_preset(args.preset, iterations=args.iterations, lora_iterations=args.lora_iterations, lr=args.lr,
                             kd_weight=args.kd_weight, buffer_k=args.buffer_k, patch_size=args.patch_size)
+    if args.fewshot:
+        return _fewshot(args, settings, reporter)
     strategies = parse_strategies(args.strategies)
     from ..benchmark.curve import parse_budgets
 
@@ -98,4 +107,15 @@ def _tables_only(out: Path) -> int:
 
     tables = write_tables(out, load_results(out), read_json(out / PLAN_FILE), curve=load_curve(out))
     print(Path(tables["markdown"]).read_text(encoding="utf-8"))
+    return 0
+
+
+def _fewshot(args, settings, reporter) -> int:
+    from ..benchmark.fewshot import parse_methods, parse_shots, run_fewshot_benchmark
+
+    doc = run_fewshot_benchmark(args.out, parse_shots(args.shots), args.draws, parse_methods(args.methods), settings,
+                                foundation=args.foundation, device=args.device, reporter=reporter,
+                                command="medseqft " + " ".join(getattr(args, "_argv", []) or []))
+    print(Path(doc["tables"]["markdown"]).read_text(encoding="utf-8"))
+    print(f"written: {doc['tables']['markdown']}, {doc['tables']['csv']}, {doc['tables']['plot']} ({doc['seconds']:.0f} s)")
     return 0
