@@ -21,6 +21,9 @@ __all__ = ["build_adapter_net", "check_method", "owned_state", "load_owned", "lo
 
 # a hypercolumn of SwinUNETR-B's six outputs would be 1,488 channels at full resolution (GBs per patch)
 MAX_HYPERCOLUMN_CHANNELS = 512
+# the 3x3x3 spatial adapter on the small U-Net's 120-channel hypercolumn: 778k parameters and about 100 s per
+# step on one CPU thread at 32^3 (measured), more than the whole network; wider maps take the 1x1x1 variant
+MAX_SPATIAL_ADAPTER_CHANNELS = 64
 
 
 def lora_targets_for(arch, encoder) -> list:
@@ -54,6 +57,11 @@ def check_method(arch, method: str, base_has_decoder: bool) -> None:
         raise InputError("--method", f"{method} on a base without a trained decoder would see a {width}-channel "
                                      f"hypercolumn of the {arch.name} encoder; add a kg_rft task before it "
                                      "or use --method bitfit, lora or decoder")
+    if method == "spatial_adapter" and not base_has_decoder and width > MAX_SPATIAL_ADAPTER_CHANNELS:
+        raise InputError("--method", f"spatial_adapter on a base without a trained decoder would run 3x3x3 convolutions "
+                                     f"on the {width}-channel hypercolumn of the {arch.name} encoder (too slow and larger "
+                                     "than the network); add a kg_rft task before it, or use spatial_adapter_1x1 or "
+                                     "linear_probe")
 
 
 def _trainable(method: str, name: str, base_decoder: bool) -> bool:

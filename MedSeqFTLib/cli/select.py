@@ -76,11 +76,17 @@ def run(args, reporter) -> int:
     if args.fit_ssl_head is not None and args.fit_ssl_head < 1:
         raise InputError("--fit-ssl-head", f"STEPS must be >= 1, got {args.fit_ssl_head}")
     ssl_head = "fit" if args.fit_ssl_head is not None else "random" if args.random_ssl_head else None
+    from ..adapters.base import is_adapter_task
+
     if args.task is not None:
         ws.task(args.task)  # unknown task -> InputError before anything runs
+        if is_adapter_task(ws, args.task):
+            raise InputError("--task", f"{args.task!r} is an adapter task: it changes no shared weight, so later tasks "
+                                       "never distil on it and it has no buffer")
         names = [args.task]
     else:
-        names = [n for n in ws.task_names() if not manifest_path(ws.task_dir(n)).exists()]
+        # adapter tasks keep their own modules: no later task distils on them
+        names = [n for n in ws.task_names() if not manifest_path(ws.task_dir(n)).exists() and not is_adapter_task(ws, n)]
         if not names:
             print(f"every task of {ws.root} already has a buffer (use --task NAME to redo one)")
             return 0

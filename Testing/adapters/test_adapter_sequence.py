@@ -62,6 +62,7 @@ def test_adapter_task_in_a_sequence(sequence, capsys):
     task = json.loads((ws / "tasks" / "fewshot" / "task.json").read_text())
     assert task["mode"] == "adapter" and len(task["adapter"]["support"]) == 5
     assert set(task["adapter"]["support"]) <= set(task["split"]["train"])
+    assert main(["select", str(ws), "--task", "fewshot"]) == 2  # no buffer: nothing distils on an adapter task
     assert main(["plan", str(ws), "--task", "fewshot", "--set", "adapter.iterations=8"]) == 0
     assert main(["refine", str(ws)]) == 0
     model = ws / "tasks" / "fewshot" / "model"

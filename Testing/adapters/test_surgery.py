@@ -97,6 +97,10 @@ def test_refusals_before_any_work():
         check_method(ARCH, "bitfit", True)
     with pytest.raises(InputError, match="must be one of"):
         check_method(ARCH, "prompt", True)
+    with pytest.raises(InputError, match="spatial_adapter_1x1"):
+        check_method(ArchConfig(name="small_unet", feature_size=8), "spatial_adapter", False)  # 120-channel hypercolumn
+    check_method(ArchConfig(name="small_unet", feature_size=8), "spatial_adapter_1x1", False)
+    check_method(ArchConfig(name="small_unet", feature_size=8), "spatial_adapter", True)
     swin = ArchConfig(name="swin_unetr", feature_size=24)
     with pytest.raises(InputError, match="hypercolumn"):
         check_method(swin, "linear_probe", False)
