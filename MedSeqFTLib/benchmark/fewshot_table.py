@@ -43,20 +43,21 @@ def _plot(doc: dict, path: Path) -> Optional[Path]:
     runs = doc["runs"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, base in zip(axes, ("M0", "M_T")):
-        for method in doc["methods"]:
+        for i, method in enumerate(doc["methods"]):  # one colour per method in both panels
             xs, means, sds = [], [], []
             for k in doc["shots"]:
                 vals = list(_values(runs, base, method, k).values())
                 if vals:
                     xs.append(k), means.append(np.mean(vals)), sds.append(np.std(vals))
             if xs:
-                ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=method)
+                ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=method, color=f"C{i % 10}")
         ax.set_title(f"attached to {base}")
         ax.set_xlabel("labelled training volumes (k)")
         ax.set_xscale("log")
         ax.set_xticks(doc["shots"], [str(k) for k in doc["shots"]])
     axes[0].set_ylabel("test Dice % (mean ± sd over draws)")
-    axes[1].legend(fontsize=7, loc="lower right")
+    for ax in axes:
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -84,6 +85,7 @@ def write_fewshot_tables(out: Path, doc: dict, command: Optional[str] = None) ->
         lines.append("")
     lines += ["## Does the sequence help? M_T minus M0 (Dice points, paired by support draw)", "",
               "| method | " + " | ".join(f"k={k}" for k in shots) + " |", "|---|" + "---|" * len(shots)]
+    notes = set()
     for method in methods:
         cells = []
         for k in shots:
@@ -94,9 +96,13 @@ def write_fewshot_tables(out: Path, doc: dict, command: Optional[str] = None) ->
                 continue
             ci = paired_bootstrap(diffs)
             verdict = "" if ci["significant"] is None else (" significant" if ci["significant"] else " not significant")
+            if ci["note"]:
+                notes.add(ci["note"])
+                verdict += " †"
             interval = f" [{ci['low']:+.1f}, {ci['high']:+.1f}]" if ci["low"] is not None else ""
             cells.append(f"{ci['mean']:+.1f}{interval}{verdict}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"† {note.replace('seeds', 'draws')}" for note in sorted(notes)]
     times = [r["time_s"] for r in runs if r.get("time_s")]
     if times:
         lines += ["", f"Training + check time per run: median {np.median(times):.1f} s over {len(times)} runs."]
