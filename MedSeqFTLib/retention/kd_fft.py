@@ -4,7 +4,8 @@ Per step, with task patches (x_t, y_t) and buffer patches x_b (earlier tasks' MD
 
 * ``seg = DiceCE(head(decoder(E(x_t))), y_t)`` (plus deep supervision where configured);
 * ``kd = mean over distilled scales of MSE(E(x_b)_s, E_{t-1}(x_b)_s)`` with the frozen
-  teacher under ``no_grad`` (only on steps with ``step % kd_every == 0``).
+  teacher under ``torch.inference_mode`` (no graph; on CUDA under the stage's autocast, which
+  ``run_stage`` opens around the whole step), only on steps with ``step % kd_every == 0``.
 
 Two ways to apply them (``RetentionConfig.kd_update``):
 
@@ -14,28 +15,56 @@ Two ways to apply them (``RetentionConfig.kd_update``):
   encoder + decoder + head; ``kd`` is back-propagated on its own and steps only the encoder,
   with its own Adam moments. Adam is invariant to a constant loss factor, so ``kd_weight``
   scales the KD optimiser's *learning rate* (``kd_fft.lr * kd_weight``); the KD optimiser has no
-  weight decay (the encoder decays once per step, in the segmentation optimiser). The two
-  encoder forwards run separately, so each backward covers only its own samples.
+  weight decay (the encoder decays once per step, in the segmentation optimiser). By default the
+  two encoder forwards run separately, so each backward covers only its own samples
+  (``fuse=True``: one forward on ``cat([x_t, x_b])``, each loss back-propagated through the
+  shared graph: same gradients, more backward work; ``fuse_default``).
 * ``"joint"``: one encoder forward on ``cat([x_t, x_b])`` (instance/layer norm are per sample,
-  so this equals two forwards), one backward of ``seg_weight * seg + kd_weight * kd`` and one
-  AdamW step. ``kd``'s gradient lands only on the encoder (decoder and head are not in its
-  graph), so this sums the two losses' encoder gradients into one Adam state. See docs/method.md.
+  so this equals two forwards up to float rounding), one backward of
+  ``seg_weight * seg + kd_weight * kd`` and one AdamW step. ``kd``'s gradient lands only on the
+  encoder (decoder and head are not in its graph), so this sums the two losses' encoder
+  gradients into one Adam state. See docs/method.md; costs in docs/overhead.md.
+
+The fused forward needs task and buffer patches of one spatial size; otherwise a step runs two.
+Neither choice changes which patches are drawn.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 from .batches import SamplerFactory, to_device
 from .losses import distillation_loss, segmentation_loss
 from .trainer import OptimizerSpec, StageLog, StageSpec, run_stage
 
-__all__ = ["train_kd_fft", "KD_UPDATES"]
+__all__ = ["train_kd_fft", "KD_UPDATES", "fuse_default"]
 
 KD_UPDATES = ("independent", "joint")
 
 
+def fuse_default(device, update: str) -> bool:
+    """Whether a distillation step runs the student encoder once on ``cat([x_t, x_b])`` by default.
+
+    ``"joint"``: yes (one backward of one loss: the same work as two forwards, in fewer, larger
+    kernels; on the CPU it also avoids PyTorch's slow kernel for a single buffer patch: 1.28 vs
+    1.55 x FFT per step at 48^3, ``kd_every`` 2, docs/overhead.md table 2). ``"independent"``: no.
+    Its two losses need two backward passes, and through one fused graph each of them runs over
+    all ``n_t + n_b`` samples (twice the encoder's backward work of two separate forwards):
+    measured 1.62 vs 1.28 with 2 buffer patches, 1.49 vs 1.53 with 1. ``device`` is accepted so
+    that a GPU measurement can change the rule per device type.
+
+    Raises:
+        ValueError: unknown ``update``.
+    """
+    if update not in KD_UPDATES:
+        raise ValueError(f"update must be one of {list(KD_UPDATES)}, got {update!r}")
+    return update == "joint"
+
+
 def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, buffer_batches: SamplerFactory,
                  reporter, device, kd_weight: float, scales, seg_weight: float = 1.0, kd_every: int = 1,
-                 deep_supervision: bool = False, update: str = "independent") -> StageLog:
+                 deep_supervision: bool = False, update: str = "independent",
+                 fuse: Optional[bool] = None) -> StageLog:
     """Train ``net`` on task t with distillation of its encoder towards ``teacher`` on buffer patches.
 
     Args:
@@ -58,9 +87,12 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
         deep_supervision: auxiliary segmentation losses on the decoder's coarser outputs
             (``retention.deep_supervision``), as in FFT.
         update: ``"independent"`` or ``"joint"`` (``RetentionConfig.kd_update``, module docstring).
+        fuse: one student encoder forward on ``cat([x_t, x_b])`` on distillation steps (``True``),
+            two (``False``), or ``None`` = ``fuse_default(device, update)``.
 
     Returns:
-        ``StageLog`` with ``seg`` and ``kd`` loss curves and ``kd_update`` / ``kd_lr`` in its extras.
+        ``StageLog`` with ``seg`` and ``kd`` loss curves and ``kd_update`` / ``kd_lr`` /
+        ``kd_fused_forward`` in its extras.
 
     Raises:
         ValueError: both weights are zero, or an unknown ``update``.
@@ -68,8 +100,7 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
     """
     import torch
 
-    if update not in KD_UPDATES:
-        raise ValueError(f"update must be one of {list(KD_UPDATES)}, got {update!r}")
+    fused = fuse_default(device, update) if fuse is None else bool(fuse)  # raises on an unknown update
     loss_fn = segmentation_loss()
     teacher.eval()
     for p in teacher.parameters():
@@ -96,16 +127,18 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
 
     every = max(1, int(kd_every)) if use_seg else 1
 
+    def targets(x_b):
+        """E_{t-1}(x_b): no graph (inference mode), under the stage's autocast; cloned to normal tensors
+        so that the MSE may save them for its backward."""
+        with torch.inference_mode():
+            out = teacher(x_b)
+        return [t.clone() for t in out]
+
     def make_step(start: int, streams):
         task = streams(task_batches, "task-batches") if use_seg else None
         # the buffer stream is read on distillation steps only: a resumed stage continues it after
         # the ceil(start / every) batches the steps before ``start`` took
         buffer = streams(buffer_batches, "buffer-batches", start=-(-start // every)) if use_kd else None
-
-        def distil(f_b, x_b):
-            with torch.no_grad():
-                target = teacher(x_b)
-            return distillation_loss(f_b, target, scales)
 
         def step(index: int):
             losses = {}
@@ -115,32 +148,29 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
             do_kd = use_kd and index % every == 0
             if do_kd:
                 x_b, _ = to_device(buffer.next_batch(), device, need_label=False)
-            if independent:
-                out = {}  # kd first: its (smaller) graph is kept while seg's backward runs last
-                if do_kd:
-                    out["kd"] = kd = distil(net.encoder(x_b), x_b)
-                    losses["kd"] = float(kd.detach())
-                if use_seg:
-                    seg = segmentation_step(net, net.encoder(x_t), y_t, loss_fn, ds)
-                    out["seg"] = seg_weight * seg
-                    losses["seg"] = float(seg.detach())
-                return out, losses
-            total = 0.0
-            if use_seg and do_kd and x_t.shape[1:] == x_b.shape[1:]:
+            f_t = f_b = None
+            if use_seg and do_kd and fused and x_t.shape[1:] == x_b.shape[1:]:
+                # one student forward (norms are per sample: equal to two forwards up to rounding)
                 feats = net.encoder(torch.cat([x_t, x_b]))
                 n = x_t.shape[0]
                 f_t, f_b = [f[:n] for f in feats], [f[n:] for f in feats]
-            else:
-                f_t = net.encoder(x_t) if use_seg else None
-                f_b = net.encoder(x_b) if do_kd else None
-            if use_seg:
-                seg = segmentation_step(net, f_t, y_t, loss_fn, ds)
-                total = total + seg_weight * seg
-                losses["seg"] = float(seg.detach())
             if do_kd:
-                kd = distil(f_b, x_b)
-                total = total + kd_weight * kd
+                f_b = net.encoder(x_b) if f_b is None else f_b
+                kd = distillation_loss(f_b, targets(x_b), scales)
                 losses["kd"] = float(kd.detach())
+            if use_seg:
+                seg = segmentation_step(net, net.encoder(x_t) if f_t is None else f_t, y_t, loss_fn, ds)
+                losses["seg"] = float(seg.detach())
+            if independent:  # kd first (its graph is retained for seg's backward), each to its own optimiser
+                out = {"kd": kd} if do_kd else {}
+                if use_seg:
+                    out["seg"] = seg_weight * seg
+                return out, losses
+            total = 0.0
+            if use_seg:
+                total = total + seg_weight * seg
+            if do_kd:
+                total = total + kd_weight * kd
             return total, losses
 
         return step
@@ -148,5 +178,6 @@ def train_kd_fft(net, teacher, spec: StageSpec, task_batches: SamplerFactory, bu
     log = run_stage(spec, params, make_step, reporter, device, modules=(net,) + ((ds,) if ds is not None else ()),
                     optimizers=optimizers)
     log.extra.update({"kd_update": update if use_kd else "none",
-                      "kd_lr": float(spec.lr) * float(kd_weight) if independent else None})
+                      "kd_lr": float(spec.lr) * float(kd_weight) if independent else None,
+                      "kd_fused_forward": bool(use_kd and use_seg and fused)})
     return log

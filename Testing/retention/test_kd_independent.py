@@ -76,7 +76,8 @@ def test_kd_loss_never_changes_decoder_or_head_and_adds_its_own_encoder_step(tmp
     nets = {}
     for tag, buffer, seg_weight in (("both", BUFFER, 1.0), ("seg", None, 1.0), ("kd", BUFFER, 0.0)):
         net, teacher = copy.deepcopy(start[0]), copy.deepcopy(start[1])
-        log = _run(tmp_path, tag, net, teacher, buffer=buffer, seg_weight=seg_weight)
+        # two student forwards: the exact statement (the fused forward: test_kd_fused.py, up to rounding)
+        log = _run(tmp_path, tag, net, teacher, buffer=buffer, seg_weight=seg_weight, fuse=False)
         nets[tag] = net
         assert log.extra["kd_update"] == ("none" if buffer is None else "independent")
     before = _state(start[0])
