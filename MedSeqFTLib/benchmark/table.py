@@ -298,7 +298,8 @@ def _curve_section(curve: Optional[dict]) -> str:
     if not curve:
         return "_not recorded (run with --curve B1,B2,...)_\n"
     budgets = sorted(int(b) for b in curve)
-    tasks = next((list(curve[str(b)][0]["final"]) for b in budgets if curve[str(b)]), [])
+    # the unit's task order (``result.json`` is written with sorted keys, so ``final`` is alphabetical)
+    tasks = next((list(curve[str(b)][0].get("tasks") or curve[str(b)][0]["final"]) for b in budgets if curve[str(b)]), [])
     lines = ["| steps per task | seeds | " + " | ".join(tasks) + " | **Average** |", "|---|---|" + "---|" * (len(tasks) + 1)]
     for b in budgets:
         runs = curve[str(b)]

@@ -102,3 +102,15 @@ def test_tables_show_the_ci_columns_and_the_curve(tmp_path):
     assert "only 3 seeds" in md and "significant at 95 %" in md
     assert "| 100 | 1 |" in md and "| 200 | 1 |" in md and paths["curve_plot"]
     assert "Test cases per task: 8" in md
+
+
+def test_curve_table_keeps_the_task_order_not_the_json_key_order(tmp_path):
+    from MedSeqFTLib.benchmark.table import write_tables
+
+    unit = {"strategy": "fft", "kind": "parallel", "seed": 0, "tasks": ["Liver", "Kidney"],
+            # as read back from result.json (sorted keys): Kidney before Liver
+            "final": {"Kidney": {"dice": 0.2}, "Liver": {"dice": 0.6}}}
+    write_tables(tmp_path, [], {"settings": {}, "datasets": []}, curve={"60": [unit]})
+    md = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| steps per task | seeds | Liver | Kidney | **Average** |" in md
+    assert "| 60 | 1 | 60.0 | 20.0 | **40.0** |" in md
