@@ -108,7 +108,7 @@ def refine_workspace(ws, reporter=None, device: str = "auto", resume: bool = Fal
             return []
         for i, name in enumerate(todo):
             # this task's stages too: each leaves the plan once it starts reporting
-            reporter.plan([st for later in todo[i:] for st in stage_plan(ws, names.index(later), later)])
+            reporter.plan([st for later in todo[i:] for st in _task_plan(ws, names, later)])
             index = names.index(name)
             _guard_oom(lambda: _refine_one(ws, index, name, reporter, dev), ws, name, dev)
         return todo
@@ -131,12 +131,23 @@ def _refine_one(ws, index: int, name: str, reporter, dev) -> None:
     _refine_task(ws, len(shared), name, shared, reporter, dev, position=index)
 
 
-def stage_plan(ws, index: int, name: str) -> list[tuple[str, str, int]]:
-    """``(stage, task, iterations)`` of the training stages task ``index`` will run (for the ETA)."""
+def _task_plan(ws, names: list, name: str) -> list[tuple[str, str, int]]:
+    from ..adapters.base import is_adapter_task
+
+    if is_adapter_task(ws, name):
+        return stage_plan(ws, 0, name, mode="adapter")
+    return stage_plan(ws, len(shared_tasks(ws, names[: names.index(name)])), name)
+
+
+def stage_plan(ws, index: int, name: str, mode: str = "kg_rft") -> list[tuple[str, str, int]]:
+    """``(stage, task, iterations)`` of the training stages task ``name`` will run (for the ETA).
+
+    ``index``: the number of kg_rft tasks before it (0: it refines M0); ``mode`` ``"adapter"``:
+    the task's one adapter stage.
+    """
     cfg = ws.task_config(name)
-    if name in ws.task_names() and ws.task(name).get("mode") == "adapter":
+    if mode == "adapter":
         return [("adapter", name, int(cfg.adapter.iterations))]
-    index = len(shared_tasks(ws, ws.task_names()[:index]))
     rc = cfg.retention
     if index == 0 or not rc.enabled:
         plan = [("fft", name, int(rc.fft.iterations))]

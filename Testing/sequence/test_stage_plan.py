@@ -57,3 +57,8 @@ def test_eta_includes_the_rest_of_the_current_task():
         left = eta.update("kd_fft", "b", step, 150)
     r = ws.config.retention
     assert left >= (150 - 10) * 0.9 + r.lora_kd.iterations * 0.5
+
+
+def test_an_adapter_task_announces_its_one_stage():
+    ws = _ws()
+    assert stage_plan(ws, 3, "fewshot", mode="adapter") == [("adapter", "fewshot", ws.config.adapter.iterations)]
