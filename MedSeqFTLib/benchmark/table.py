@@ -139,6 +139,8 @@ def _forgetting_section(results: list) -> str:
 
 def _cost_table(summary: dict) -> str:
     stages = [s for s in STAGE_ORDER if any(s in e["stage_s"] for e in summary.values())]
+    # stages outside the runner's (EWC's ``ewc_fisher``) get a column too, so the columns add up to the total
+    stages += sorted({s for e in summary.values() for s in e["stage_s"]} - set(stages))
     lines = ["| Strategy | training time s (mean ± std) | " + " | ".join(f"{s} s" for s in stages)
              + " | × FFT time | peak memory MB (per stage) |", "|---|---|" + "---|" * len(stages) + "---|---|"]
     for e in summary.values():

@@ -114,3 +114,24 @@ def test_curve_table_keeps_the_task_order_not_the_json_key_order(tmp_path):
     md = (tmp_path / "results.md").read_text(encoding="utf-8")
     assert "| steps per task | seeds | Liver | Kidney | **Average** |" in md
     assert "| 60 | 1 | 60.0 | 20.0 | **40.0** |" in md
+
+
+def test_cost_table_has_a_column_for_every_stage(tmp_path):
+    """EWC's Fisher estimation (stage ``ewc_fisher``) is training time: it needs its own column."""
+    from MedSeqFTLib.benchmark.table import write_tables
+
+    results = []
+    for k in range(2):
+        fft = _unit("fft", k, 0.5)
+        fft["timing"] = {"train_s": 10.0, "stage_s": {"fft": 10.0}, "peak_memory_bytes": {}, "memory_kind": None}
+        ewc = _unit("seq_ewc", k, 0.4, bwt=-0.1)
+        ewc["timing"] = {"train_s": 12.0, "stage_s": {"fft": 9.0, "ewc_fisher": 3.0}, "peak_memory_bytes": {},
+                         "memory_kind": None}
+        results += [fft, ewc]
+    for r in results:
+        r["final"]["A"].update({"hd95": 1.0, "n_cases": 8})
+        r["after_training"] = r["final"]
+    write_tables(tmp_path, results, {"settings": {}, "datasets": ["A"]})
+    md = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| fft s | ewc_fisher s | × FFT time |" in md
+    assert "| Seq-FT + EWC | 12.0 ± 0.0 | 9.0 | 3.0 | 1.20 ± 0.00 |" in md
